@@ -1,0 +1,170 @@
+"""Building blocks of GoogLeNet: conv(+BN)+ReLU, Caffe-style LRN, and Caffe-rounded pooling.
+
+Flax has neither a local response normalisation layer nor Caffe's "ceil" pooling arithmetic,
+and both are needed to reproduce the BVLC reference build (REFERENCE.md §1).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Dtype = Any
+Initializer = Callable[..., jax.Array]
+
+# Caffe's "xavier" filler draws from uniform(+-sqrt(3 / fan_in)), i.e. variance 1 / fan_in
+# (BVLC caffe/include/caffe/filler.hpp, FillerParameter_VarianceNorm_FAN_IN default).
+CAFFE_XAVIER = nn.initializers.variance_scaling(1.0, "fan_in", "uniform")
+# torchvision's GoogLeNet draws every conv/linear weight from N(0, 0.01) truncated at +-2
+# absolute, which is 200 standard deviations: a plain normal is the same distribution.
+TORCHVISION_NORMAL = nn.initializers.normal(0.01)
+# He et al. 2015 for ReLU networks; the usual choice when BatchNorm follows every conv.
+HE_NORMAL = nn.initializers.variance_scaling(2.0, "fan_in", "truncated_normal")
+
+KERNEL_INITS = {
+    "caffe_xavier": CAFFE_XAVIER,
+    "torchvision": TORCHVISION_NORMAL,
+    "he_normal": HE_NORMAL,
+}
+
+
+def kernel_init_by_name(name: str) -> Initializer:
+  try:
+    return KERNEL_INITS[name]
+  except KeyError:
+    raise ValueError(
+        f"Unknown kernel_init {name!r}; choose one of {sorted(KERNEL_INITS)}.") from None
+
+
+class ConvBlock(nn.Module):
+  """Convolution followed by optional BatchNorm and ReLU.
+
+  With `batch_norm=True` the conv has no bias (BN's offset replaces it), as in torchvision's
+  BasicConv2d. Padding is explicit (symmetric `padding` pixels) because Caffe and torchvision
+  pad conv1 by 3 on both sides, which 'SAME' does not (it pads 2 before, 3 after).
+  """
+  features: int
+  kernel_size: int
+  stride: int = 1
+  padding: int = 0
+  batch_norm: bool = False
+  bn_momentum: float = 0.9
+  bn_epsilon: float = 1e-3
+  kernel_init: Initializer = CAFFE_XAVIER
+  bias_init_value: float = 0.2
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+    x = nn.Conv(
+        self.features,
+        (self.kernel_size, self.kernel_size),
+        strides=(self.stride, self.stride),
+        padding=[(self.padding, self.padding)] * 2,
+        use_bias=not self.batch_norm,
+        kernel_init=self.kernel_init,
+        bias_init=nn.initializers.constant(self.bias_init_value),
+        dtype=self.dtype,
+        param_dtype=self.param_dtype,
+        name="conv",
+    )(x)
+    if self.batch_norm:
+      x = nn.BatchNorm(
+          use_running_average=not train,
+          momentum=self.bn_momentum,
+          epsilon=self.bn_epsilon,
+          dtype=self.dtype,
+          param_dtype=self.param_dtype,
+          name="bn",
+      )(x)
+    return nn.relu(x)
+
+
+class LocalResponseNorm(nn.Module):
+  """Caffe's across-channel LRN (AlexNet): x / (k + alpha / n * sum_{n neighbours} x^2) ** beta.
+
+  Caffe divides alpha by the window size n, unlike TensorFlow's `local_response_normalization`
+  (REFERENCE.md §1). The channel window is centred and zero-padded at both ends.
+  """
+  size: int = 5
+  alpha: float = 1e-4
+  beta: float = 0.75
+  k: float = 1.0
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    if self.size % 2 != 1:
+      raise ValueError(f"LRN size must be odd to centre the window, got {self.size}.")
+    # The power and the division lose too much in bfloat16; normalise in float32.
+    x32 = x.astype(jnp.float32)
+    squares = jnp.square(x32)
+    half = self.size // 2
+    padded = jnp.pad(squares, [(0, 0)] * (x.ndim - 1) + [(half, half)])
+    channels = x.shape[-1]
+    window_sum = sum(padded[..., i:i + channels] for i in range(self.size))
+    scale = self.k + (self.alpha / self.size) * window_sum
+    return (x32 * scale ** -self.beta).astype(x.dtype)
+
+
+def ceil_pool_output_size(size: int, window: int, stride: int, pad: int = 0) -> int:
+  """Pooled size with Caffe's (and torch's ceil_mode) rounding.
+
+  Caffe rounds up, then drops the last window if it would start inside the right padding
+  (caffe/src/caffe/layers/pooling_layer.cpp); torch's ceil_mode uses the same rule.
+  """
+  if size + 2 * pad < window:
+    # Small inputs (32x32 demos) can shrink a map below the window; pool what is there.
+    return 1
+  out = math.ceil((size + 2 * pad - window) / stride) + 1
+  if pad > 0 and (out - 1) * stride >= size + pad:
+    out -= 1
+  return out
+
+
+def _ceil_padding(size: int, window: int, stride: int, pad: int) -> tuple[int, int]:
+  out = ceil_pool_output_size(size, window, stride, pad)
+  return pad, max(0, (out - 1) * stride + window - size - pad)
+
+
+class CeilMaxPool(nn.Module):
+  """Max pooling with Caffe's ceil rounding: pads the right/bottom with -inf as needed.
+
+  For the stride-2 3x3 pools of GoogLeNet at 224x224 this gives 112->56->28->14->7 like Caffe.
+  A module (not a function) so that its output shows up in captured intermediates, which the
+  Table-1 report reads.
+  """
+  window: int
+  stride: int
+  pad: int = 0
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    height, width = x.shape[-3], x.shape[-2]
+    window_h, window_w = min(self.window, height + 2 * self.pad), min(self.window, width + 2 * self.pad)
+    padding = (
+        _ceil_padding(height, window_h, self.stride, self.pad),
+        _ceil_padding(width, window_w, self.stride, self.pad),
+    )
+    return nn.max_pool(x, (window_h, window_w), (self.stride, self.stride), padding=padding)
+
+
+def adaptive_avg_pool(x: jax.Array, output_size: Sequence[int]) -> jax.Array:
+  """torch's adaptive_avg_pool2d on NHWC: bin i spans [floor(i*H/o), ceil((i+1)*H/o)).
+
+  Used by the torchvision layout's auxiliary heads; bins may overlap (14 -> 4 gives windows of
+  4 starting at 0, 3, 7, 10), which a strided pool cannot express.
+  """
+  def pool_axis(values: jax.Array, axis: int, out: int) -> jax.Array:
+    size = values.shape[axis]
+    bins = []
+    for i in range(out):
+      start, end = (i * size) // out, -((-(i + 1) * size) // out)
+      bins.append(jnp.mean(jax.lax.slice_in_dim(values, start, end, axis=axis), axis=axis, keepdims=True))
+    return jnp.concatenate(bins, axis=axis)
+
+  out_h, out_w = output_size
+  return pool_axis(pool_axis(x, x.ndim - 3, out_h), x.ndim - 2, out_w)

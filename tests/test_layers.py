@@ -1,0 +1,89 @@
+"""Layers checked against direct NumPy implementations of the reference semantics."""
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from inception.layers import CeilMaxPool, LocalResponseNorm, adaptive_avg_pool, ceil_pool_output_size
+
+
+def caffe_lrn_reference(x, size=5, alpha=1e-4, beta=0.75, k=1.0):
+  """Caffe LRNLayer (ACROSS_CHANNELS), written loop by loop from its formula."""
+  out = np.empty_like(x)
+  channels = x.shape[-1]
+  half = size // 2
+  for c in range(channels):
+    lo, hi = max(0, c - half), min(channels, c + half + 1)
+    window = np.sum(x[..., lo:hi] ** 2, axis=-1)
+    out[..., c] = x[..., c] / (k + alpha / size * window) ** beta
+  return out
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 7, 16), (1, 3, 3, 3)])
+def test_lrn_matches_caffe_formula(shape):
+  rng = np.random.default_rng(0)
+  # Large activations make the normaliser matter: at unit scale it is ~1 and hides mistakes.
+  x = (rng.standard_normal(shape) * 40).astype(np.float32)
+  expected = caffe_lrn_reference(x.astype(np.float64))
+  got = LocalResponseNorm().apply({}, jnp.asarray(x))
+  np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-5, atol=1e-6)
+  assert not np.allclose(expected, x, rtol=1e-3), "test data too small to exercise the normaliser"
+
+
+def test_lrn_keeps_bfloat16_dtype():
+  x = jnp.ones((1, 2, 2, 8), jnp.bfloat16) * 30
+  assert LocalResponseNorm().apply({}, x).dtype == jnp.bfloat16
+
+
+def torch_ceil_size(size, window, stride, pad):
+  out = math.ceil((size + 2 * pad - window) / stride) + 1
+  if (out - 1) * stride >= size + pad:
+    out -= 1
+  return out
+
+
+@pytest.mark.parametrize("size", [7, 14, 28, 56, 112, 13, 15, 8, 5])
+@pytest.mark.parametrize("window,stride,pad", [(3, 2, 0), (2, 2, 0), (3, 1, 1)])
+def test_ceil_pool_sizes_match_caffe_rule(size, window, stride, pad):
+  assert ceil_pool_output_size(size, window, stride, pad) == torch_ceil_size(size, window, stride, pad)
+
+
+def test_googlenet_pool_chain_at_224():
+  sizes = [112]
+  for _ in range(4):
+    sizes.append(ceil_pool_output_size(sizes[-1], 3, 2))
+  assert sizes == [112, 56, 28, 14, 7]
+
+
+def max_pool_reference(x, window, stride, pad):
+  """Max over each window, ignoring positions outside the (padded-by-nothing) input."""
+  n, h, w, c = x.shape
+  oh, ow = (ceil_pool_output_size(s, window, stride, pad) for s in (h, w))
+  out = np.full((n, oh, ow, c), -np.inf, x.dtype)
+  for i in range(oh):
+    for j in range(ow):
+      r0, c0 = i * stride - pad, j * stride - pad
+      patch = x[:, max(r0, 0):min(r0 + window, h), max(c0, 0):min(c0 + window, w)]
+      out[:, i, j] = patch.max(axis=(1, 2))
+  return out
+
+
+@pytest.mark.parametrize("size,window,stride,pad", [(14, 3, 2, 0), (9, 3, 2, 0), (14, 2, 2, 0),
+                                                    (7, 3, 1, 1), (1, 3, 2, 0)])
+def test_ceil_max_pool_values(size, window, stride, pad):
+  x = np.random.default_rng(1).standard_normal((2, size, size + 1, 3)).astype(np.float32)
+  got = CeilMaxPool(window, stride, pad).apply({}, jnp.asarray(x))
+  expected = max_pool_reference(x, window, stride, pad) if size > 1 else x.max(axis=(1, 2), keepdims=True)
+  np.testing.assert_array_equal(np.asarray(got), expected)
+
+
+def test_adaptive_avg_pool_matches_torch_bins():
+  x = np.random.default_rng(2).standard_normal((1, 14, 14, 2)).astype(np.float32)
+  got = np.asarray(adaptive_avg_pool(jnp.asarray(x), (4, 4)))
+  starts, ends = [0, 3, 7, 10], [4, 7, 11, 14]  # floor(i*14/4), ceil((i+1)*14/4)
+  for i in range(4):
+    for j in range(4):
+      expected = x[0, starts[i]:ends[i], starts[j]:ends[j]].mean(axis=(0, 1))
+      np.testing.assert_allclose(got[0, i, j], expected, rtol=1e-6)
