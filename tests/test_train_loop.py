@@ -1,0 +1,87 @@
+"""End to end on the embedded digits config: train, checkpoint, resume, evaluate."""
+import json
+import os
+import signal
+import threading
+
+import jax
+import numpy as np
+import pytest
+
+from configs import digits
+from train import NonFiniteLossError, checkpoint, train_and_evaluate
+
+
+def tiny_config(steps):
+  config = digits.get_config()
+  config.model.width = 0.125
+  config.batch_size = 16
+  config.eval_batch_size = 120
+  config.num_train_steps = steps
+  config.log_every_steps = 2
+  config.checkpoint_every_steps = 3
+  config.eval_every_steps = -1
+  return config
+
+
+def final_params(workdir):
+  variables, _ = checkpoint.load_model_variables(workdir)
+  ema, _ = checkpoint.load_model_variables(workdir, use_ema=True)
+  return variables, ema
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path):
+  straight = train_and_evaluate(tiny_config(6), str(tmp_path / "straight"))
+  assert straight["step"] == 6 and 0.0 <= straight["eval_top1"] <= 1.0
+  assert {"eval_ema_top1", "eval_top5", "wall_seconds", "checkpoint"} <= set(straight)
+
+  interrupted = str(tmp_path / "interrupted")
+  first = train_and_evaluate(tiny_config(4), interrupted)  # "killed" after a save at step 3
+  assert first["step"] == 4
+  resumed = train_and_evaluate(tiny_config(6), interrupted)
+  assert resumed["step"] == 6
+
+  (params_a, ema_a), (params_b, ema_b) = final_params(tmp_path / "straight"), final_params(interrupted)
+  for a, b in zip(jax.tree.leaves((params_a, ema_a)), jax.tree.leaves((params_b, ema_b))):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+  assert resumed["eval_top1"] == pytest.approx(straight["eval_top1"])
+  with open(tmp_path / "straight" / "summary.json") as f:
+    assert json.load(f)["step"] == 6
+  assert os.listdir(tmp_path / "straight" / "tensorboard")
+  # The workdir records the model config, so evaluation can rebuild the model.
+  with open(tmp_path / "straight" / checkpoint.MODEL_CONFIG_FILE) as f:
+    assert json.load(f)["width"] == 0.125
+
+
+def test_sigterm_saves_and_stops(tmp_path):
+  config = tiny_config(100_000)
+  timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM))
+  timer.start()
+  try:
+    summary = train_and_evaluate(config, str(tmp_path))
+  finally:
+    timer.cancel()
+  assert summary["stopped_by"] == "SIGTERM"
+  assert 1 <= summary["step"] < 100_000
+  manager = checkpoint.checkpoint_manager(str(tmp_path))
+  assert manager.latest_step() == summary["step"]
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+  config = tiny_config(40)
+  config.base_learning_rate = 1e9
+  config.log_every_steps = 1
+  with pytest.raises(NonFiniteLossError, match="last good checkpoint"):
+    train_and_evaluate(config, str(tmp_path))
+  manager = checkpoint.checkpoint_manager(str(tmp_path))
+  latest = manager.latest_step()
+  if latest is not None:
+    variables, _ = checkpoint.load_model_variables(str(tmp_path))
+    assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(variables))
+
+
+def test_class_count_mismatch_is_explained(tmp_path):
+  config = tiny_config(2)
+  config.model.num_classes = 1000
+  with pytest.raises(ValueError, match="num_classes=10"):
+    train_and_evaluate(config, str(tmp_path))

@@ -1,0 +1,104 @@
+"""Schedule, EMA, losses, optimizer masks and config checks of the training system."""
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from configs import digits, googlenet
+from train import schedule
+from train.config_checks import check_config
+from train.optim import create_optimizer
+from train.state import polyak_update
+from train.step import total_loss
+
+
+def test_paper_schedule_is_staircase_by_epoch():
+  config = googlenet.get_config()
+  num_train = 1_281_167
+  lr = schedule.create_learning_rate_fn(config, num_train)
+  per_epoch = num_train / config.batch_size
+  for epoch in (0, 7, 8, 15, 16, 40, 249):
+    step = int(np.ceil(epoch * per_epoch))
+    assert float(lr(step)) == pytest.approx(0.01 * 0.96 ** (epoch // 8), rel=1e-5), epoch
+  # Just before a boundary the previous rate still holds.
+  assert float(lr(int(8 * per_epoch) - 1)) == pytest.approx(0.01, rel=1e-5)
+
+
+def test_linear_scaling_and_warmup():
+  config = googlenet.get_config()
+  config.batch_size, config.warmup_epochs = 256, 2.0
+  lr = schedule.create_learning_rate_fn(config, 2560)  # 10 steps per epoch
+  peak = 0.01 * 256 / 32
+  assert float(lr(9)) == pytest.approx(peak * 10 / 20, rel=1e-5)
+  assert float(lr(19)) == pytest.approx(peak, rel=1e-5)
+
+
+def test_total_steps_from_epochs_or_override():
+  config = googlenet.get_config()
+  assert schedule.total_train_steps(config, 1_281_167) == int(np.ceil(250 * 1_281_167 / 32))
+  config.num_train_steps = 17
+  assert schedule.total_train_steps(config, 1_281_167) == 17
+
+
+def test_polyak_update_formula():
+  ema = {"w": jnp.array([1.0, 2.0])}
+  params = {"w": jnp.array([3.0, -2.0])}
+  got = polyak_update(ema, params, 0.9)
+  np.testing.assert_allclose(got["w"], [0.9 * 1 + 0.1 * 3, 0.9 * 2 + 0.1 * -2], rtol=1e-6)
+
+
+def test_aux_losses_enter_with_weight_point_three():
+  labels = jnp.array([0, 1])
+  main = jnp.array([[2.0, 0.0], [0.0, 1.0]])
+  aux1, aux2 = jnp.array([[0.0, 3.0], [1.0, 0.0]]), jnp.zeros((2, 2))
+  ce = lambda l: optax.softmax_cross_entropy_with_integer_labels(l, labels).mean()
+  loss, parts = total_loss(main, (aux1, aux2), labels, aux_weight=0.3)
+  assert float(loss) == pytest.approx(float(ce(main) + 0.3 * ce(aux1) + 0.3 * ce(aux2)), rel=1e-6)
+  assert set(parts) == {"main_loss", "aux1_loss", "aux2_loss"}
+
+
+def test_weight_decay_on_kernels_only_and_double_bias_rate():
+  config = googlenet.get_config()
+  config.momentum = 0.0
+  tx = create_optimizer(config, lambda step: 0.1)
+  params = {"conv": {"kernel": jnp.ones((2, 2)), "bias": jnp.ones((2,))}}
+  zero_grads = jax.tree.map(jnp.zeros_like, params)
+  updates, _ = tx.update(zero_grads, tx.init(params), params)
+  np.testing.assert_allclose(updates["conv"]["kernel"], -0.1 * 2e-4 * np.ones((2, 2)), rtol=1e-6)
+  np.testing.assert_array_equal(updates["conv"]["bias"], np.zeros(2))
+  unit_grads = jax.tree.map(jnp.ones_like, params)
+  updates, _ = tx.update(unit_grads, tx.init(params), params)
+  np.testing.assert_allclose(updates["conv"]["bias"], -0.1 * 2.0 * np.ones(2), rtol=1e-6)
+
+
+@pytest.mark.parametrize("config_fn", [googlenet.get_config, digits.get_config])
+def test_shipped_configs_pass_checks(config_fn):
+  check_config(config_fn())
+
+
+def test_unknown_config_key_is_named():
+  config = digits.get_config()
+  config.ema_decy = 0.5
+  with pytest.raises(ValueError, match="'ema_decy'"):
+    check_config(config)
+  config = digits.get_config()
+  config.data.crop_ares_range = (0.1, 1.0)
+  with pytest.raises(ValueError, match="'data.crop_ares_range'"):
+    check_config(config)
+
+
+def test_wrong_config_type_is_named():
+  config = digits.get_config()
+  with config.ignore_type():
+    config.batch_size = "64"
+  with pytest.raises(ValueError, match="'batch_size'.*int"):
+    check_config(config)
+
+
+def test_unknown_model_field_is_named():
+  config = digits.get_config()
+  config.model.widht = 0.5
+  with pytest.raises(ValueError, match="widht"):
+    check_config(config)

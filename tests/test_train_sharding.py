@@ -1,0 +1,48 @@
+"""The same train step on 1 device and on 8 simulated devices (tests/conftest.py) agrees."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from configs import digits
+from inception import create_model_from_config
+from train import schedule
+from train.optim import create_optimizer
+from train.state import create_train_state
+from train.step import make_train_step
+
+
+def run_step(devices, config, batch):
+  mesh = Mesh(np.array(devices), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+  replicated = NamedSharding(mesh, PartitionSpec())
+  model = create_model_from_config(config.model)
+  lr_fn = schedule.create_learning_rate_fn(config, 1437)
+  tx = create_optimizer(config, lr_fn)
+
+  def init(rng):
+    variables = model.init({"params": rng}, jnp.zeros((1, 32, 32, 3)))
+    return create_train_state(variables, tx)
+
+  state = jax.jit(init, out_shardings=replicated)(jax.random.key(0))
+  sharded = jax.device_put(batch, NamedSharding(mesh, PartitionSpec("data")))
+  step = jax.jit(make_train_step(model, tx, lr_fn, config, jax.random.key(1)),
+                 out_shardings=(replicated, replicated))
+  state, metrics = step(state, sharded)
+  return jax.device_get(state.params), jax.device_get(metrics)
+
+
+def test_one_and_eight_devices_agree():
+  assert jax.device_count() == 8, "tests/conftest.py should simulate 8 CPU devices"
+  config = digits.get_config()
+  config.model.width = 0.125
+  config.model.dropout_rate = 0.0  # dropout masks are drawn per shard layout; compare the rest
+  config.model.aux_dropout_rate = 0.0
+  rng = np.random.default_rng(0)
+  batch = {"image": rng.standard_normal((16, 32, 32, 3)).astype(np.float32),
+           "label": rng.integers(0, 10, 16).astype(np.int32)}
+  params_1, metrics_1 = run_step(jax.devices()[:1], config, batch)
+  params_8, metrics_8 = run_step(jax.devices(), config, batch)
+  np.testing.assert_allclose(metrics_1["loss"], metrics_8["loss"], rtol=1e-5)
+  np.testing.assert_allclose(metrics_1["grad_norm"], metrics_8["grad_norm"], rtol=1e-4)
+  for a, b in zip(jax.tree.leaves(params_1), jax.tree.leaves(params_8)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

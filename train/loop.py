@@ -1,0 +1,233 @@
+"""train_and_evaluate: the whole run, from config to final checkpoint, resumable at any point.
+
+One jit-compiled step over a mesh of every device ('data' axis): batches sharded, state
+replicated and donated. The run resumes from the latest checkpoint in the workdir before
+anything else, and the data order and dropout stream are functions of the step, so an
+interrupted-and-resumed run ends with the parameters of an uninterrupted one.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+from absl import logging
+from jax.sharding import NamedSharding, PartitionSpec
+
+import input_pipeline
+from inception import create_model_from_config
+from train import checkpoint, reporting, schedule
+from train.config_checks import check_config
+from train.init_from import load_initial_variables
+from train.optim import create_optimizer
+from train.state import TrainState, create_train_state
+from train.step import make_eval_step, make_train_step
+
+
+class NonFiniteLossError(FloatingPointError):
+  """The loss became NaN or inf; the last good checkpoint is kept."""
+
+
+class _StopRequest:
+  """Turns SIGTERM (preemption) and SIGINT (Ctrl-C) into a checkpoint-and-exit at a step end."""
+
+  def __init__(self):
+    self.signal_name: str | None = None
+    self._previous = {}
+
+  def __enter__(self):
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      try:
+        self._previous[sig] = signal.signal(sig, self._handle)
+      except ValueError:  # not the main thread (e.g. some notebook runners): no handler
+        pass
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    self.signal_name = signal.Signals(signum).name
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
+def create_data_mesh() -> jax.sharding.Mesh:
+  """All devices on one 'data' axis. Auto axis types: sharding is propagated by XLA (GSPMD)
+  from the batch's placement; JAX 0.10's default of Explicit axes would put shardings into
+  array types and reject Flax layers (dropout) that mix replicated and sharded operands."""
+  return jax.make_mesh((jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def _evaluate(eval_step, variables, config, mesh) -> dict[str, float]:
+  dataset = input_pipeline.create_eval_dataset(config.data, config.eval_batch_size)
+  totals = None
+  for batch in input_pipeline.prefetch_to_mesh(dataset.as_numpy_iterator(), mesh):
+    sums = eval_step(variables, batch)
+    totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
+  totals = jax.device_get(totals)
+  count = float(totals["count"])
+  return {"loss": float(totals["loss"]) / count, "top1": float(totals["top1"]) / count,
+          "top5": float(totals["top5"]) / count, "count": count}
+
+
+class _PendingMetrics:
+  """Per-step metrics stay on device until a log or checkpoint point needs them."""
+
+  def __init__(self):
+    self._steps: list[dict[str, jax.Array]] = []
+
+  def add(self, metrics: dict[str, jax.Array]) -> None:
+    self._steps.append(metrics)
+
+  def drain(self, step: int, last_good_checkpoint: str) -> dict[str, float] | None:
+    """Mean of the pending steps; raises NonFiniteLossError if any loss was NaN/inf."""
+    if not self._steps:
+      return None
+    fetched = jax.device_get(self._steps)
+    self._steps = []
+    losses = np.array([m["loss"] for m in fetched])
+    if not np.all(np.isfinite(losses)):
+      bad = step - len(losses) + int(np.argmin(np.isfinite(losses))) + 1
+      raise NonFiniteLossError(
+          f"The training loss became {losses[~np.isfinite(losses)][0]} at step {bad}. "
+          f"Stopped without saving; the last good checkpoint is {last_good_checkpoint}. "
+          "Lower --config.base_learning_rate, enable --config.grad_clip_norm, or check the "
+          "input data, then rerun with the same workdir to resume from that checkpoint.")
+    return {name: float(np.mean([m[name] for m in fetched])) for name in fetched[0]}
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains (resuming from `workdir` when it holds a checkpoint), evaluates, returns a summary."""
+  start_time = time.time()
+  check_config(config)
+  workdir = os.path.abspath(workdir)
+  mesh = create_data_mesh()
+  input_pipeline.per_host_batch_size(config.batch_size, jax.process_count(), jax.device_count())
+  input_pipeline.per_host_batch_size(config.eval_batch_size, jax.process_count(), jax.device_count())
+  num_train = input_pipeline.num_examples(config.data, config.data.train_split)
+  data_classes = input_pipeline.num_classes(config.data)
+  if data_classes != config.model.num_classes:
+    raise ValueError(f"config.model.num_classes={config.model.num_classes} but the dataset "
+                     f"{config.data.source!r} has {data_classes} classes; set "
+                     f"--config.model.num_classes={data_classes}.")
+  total_steps = schedule.total_train_steps(config, num_train)
+  per_epoch = schedule.steps_per_epoch(num_train, config.batch_size)
+
+  model = create_model_from_config(config.model)
+  learning_rate_fn = schedule.create_learning_rate_fn(config, num_train)
+  tx = create_optimizer(config, learning_rate_fn)
+  init_rng, dropout_rng = jax.random.split(jax.random.key(config.seed))
+  replicated = NamedSharding(mesh, PartitionSpec())
+  size = config.data.image_size
+
+  def init_state(rng):
+    dummy = jax.numpy.zeros((1, size, size, 3), jax.numpy.float32)
+    variables = model.init({"params": rng, "dropout": rng}, dummy, train=False)
+    return create_train_state(variables, tx)
+
+  state = jax.jit(init_state, out_shardings=replicated)(init_rng)
+  manager = checkpoint.checkpoint_manager(workdir, max_to_keep=config.keep_checkpoints)
+  latest = manager.latest_step()
+  if latest is not None:
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
+    state = manager.restore(latest, args=ocp.args.StandardRestore(abstract))
+    logging.info("Resumed from %s at step %d.", manager.directory, latest)
+  elif config.init_from:
+    state = load_initial_variables(state, config, tx, replicated)
+  if jax.process_index() == 0:
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, checkpoint.MODEL_CONFIG_FILE), "w") as f:
+      json.dump(config.model.to_dict(), f, indent=2, sort_keys=True)
+
+  start_step = int(jax.device_get(state.step))
+  train_step = jax.jit(make_train_step(model, tx, learning_rate_fn, config, dropout_rng),
+                       donate_argnums=(0,), out_shardings=(replicated, replicated))
+  eval_step = jax.jit(make_eval_step(model), out_shardings=replicated)
+  writer = reporting.MetricWriter(workdir)
+  dataset = input_pipeline.create_train_dataset(config.data, config.batch_size, seed=config.seed,
+                                                start_step=start_step)
+  batches = input_pipeline.prefetch_to_mesh(dataset.as_numpy_iterator(), mesh)
+  pending = _PendingMetrics()
+  last_checkpoint = f"{manager.directory}/{latest}" if latest is not None else "none (no save yet)"
+  step = start_step
+  interval_start, interval_steps = time.time(), 0
+  eval_results: dict[str, dict[str, float]] = {}
+  stop_reason = None
+
+  def save(step: int) -> str:
+    pending.drain(step, last_checkpoint)  # never checkpoint parameters after a NaN
+    if step != manager.latest_step():  # a finished run restarted has nothing new to save
+      manager.save(step, args=ocp.args.StandardSave(state), force=True)
+    return f"{manager.directory}/{step}"
+
+  def run_eval(step: int) -> None:
+    for name, variables in (("eval", state.variables), ("eval_ema", state.ema_variables)):
+      eval_results[name] = _evaluate(eval_step, variables, config, mesh)
+      writer.write_scalars(step, {f"{name}/{k}": v for k, v in eval_results[name].items() if k != "count"})
+    logging.info("eval at step %d: top1 %.4f top5 %.4f (EMA: top1 %.4f top5 %.4f) on %d images",
+                 step, eval_results["eval"]["top1"], eval_results["eval"]["top5"],
+                 eval_results["eval_ema"]["top1"], eval_results["eval_ema"]["top5"],
+                 eval_results["eval"]["count"])
+
+  logging.info("Training %s for %d steps (%.1f epochs of %d images) on %d devices, global batch %d.",
+               config.model.variant, total_steps, total_steps / per_epoch, num_train,
+               jax.device_count(), config.batch_size)
+  try:
+    with _StopRequest() as stop:
+      while step < total_steps:
+        state, metrics = train_step(state, next(batches))
+        pending.add(metrics)
+        step += 1
+        interval_steps += 1
+        if step % config.log_every_steps == 0 or step == total_steps:
+          means = pending.drain(step, last_checkpoint)
+          elapsed = time.time() - interval_start
+          images_per_sec = interval_steps * config.batch_size / elapsed
+          reporting.log_train_line(step, total_steps, step / per_epoch, means, images_per_sec,
+                                   elapsed / interval_steps)
+          writer.write_scalars(step, {f"train/{k}": v for k, v in means.items()}
+                               | {"train/images_per_sec": images_per_sec})
+          interval_start, interval_steps = time.time(), 0
+        if step % config.checkpoint_every_steps == 0 and step < total_steps:
+          last_checkpoint = save(step)
+        if config.eval_every_steps > 0 and step % config.eval_every_steps == 0 and step < total_steps:
+          run_eval(step)
+        if stop.signal_name:
+          stop_reason = stop.signal_name
+          break
+    last_checkpoint = save(step)
+    manager.wait_until_finished()
+    if stop_reason:
+      logging.warning("Stopped by %s at step %d; saved %s. Run the same command again to resume.",
+                      stop_reason, step, last_checkpoint)
+    else:
+      run_eval(step)
+  finally:
+    writer.close()
+
+  summary = {
+      "step": step,
+      "total_steps": total_steps,
+      "stopped_by": stop_reason,
+      "checkpoint": last_checkpoint,
+      "wall_seconds": round(time.time() - start_time, 1),
+      **{f"{name}_{metric}": values[metric] for name, values in eval_results.items()
+         for metric in ("top1", "top5")},
+  }
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "summary.json"), "w") as f:
+      json.dump(summary, f, indent=2)
+  if not stop_reason:
+    logging.info("Done: top1 %.4f / top5 %.4f (EMA %.4f / %.4f) after %d steps in %s; checkpoint %s",
+                 summary["eval_top1"], summary["eval_top5"], summary["eval_ema_top1"],
+                 summary["eval_ema_top5"], step, reporting.format_eta(summary["wall_seconds"]),
+                 last_checkpoint)
+  return summary

@@ -1,0 +1,46 @@
+"""Metrics out: TensorBoard event files plus a human log line, written by process 0 only."""
+from __future__ import annotations
+
+import datetime
+import os
+from typing import Mapping
+
+import jax
+from absl import logging
+
+
+class MetricWriter:
+  """Scalars to `<workdir>/tensorboard` (train and eval curves) on process 0."""
+
+  def __init__(self, workdir: str):
+    self._writer = None
+    if jax.process_index() == 0:
+      import tensorflow as tf  # only the writer needs TF here; the input pipeline has it anyway
+      self._tf = tf
+      self._writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
+
+  def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
+    if self._writer is None:
+      return
+    with self._writer.as_default():
+      for name, value in scalars.items():
+        self._tf.summary.scalar(name, value, step=step)
+    self._writer.flush()
+
+  def close(self) -> None:
+    if self._writer is not None:
+      self._writer.close()
+
+
+def format_eta(seconds: float) -> str:
+  return str(datetime.timedelta(seconds=int(max(0.0, seconds))))
+
+
+def log_train_line(step: int, total_steps: int, epoch: float, metrics: Mapping[str, float],
+                   images_per_sec: float, seconds_per_step: float) -> None:
+  eta = (total_steps - step) * seconds_per_step
+  logging.info(
+      "step %d/%d epoch %.2f | loss %.4f top1 %.3f top5 %.3f lr %.5f grad_norm %.3f | "
+      "%.1f img/s ETA %s", step, total_steps, epoch, metrics["loss"], metrics["top1"],
+      metrics["top5"], metrics["learning_rate"], metrics["grad_norm"], images_per_sec,
+      format_eta(eta))

@@ -1,0 +1,44 @@
+"""TrainState: everything a run needs to continue, as one pytree that orbax saves whole."""
+from __future__ import annotations
+
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: optax.OptState
+  # Polyak average of the parameters (paper section 6), used for the final model.
+  ema_params: Any
+
+  @property
+  def variables(self) -> dict[str, Any]:
+    return {"params": self.params, "batch_stats": self.batch_stats}
+
+  @property
+  def ema_variables(self) -> dict[str, Any]:
+    # BatchNorm statistics are already running averages; the EMA model shares them.
+    return {"params": self.ema_params, "batch_stats": self.batch_stats}
+
+
+def polyak_update(ema_params: Any, params: Any, decay: float | jax.Array) -> Any:
+  """ema <- decay * ema + (1 - decay) * params, leaf by leaf."""
+  return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema_params, params)
+
+
+def create_train_state(variables: dict[str, Any], tx: optax.GradientTransformation) -> TrainState:
+  params = variables["params"]
+  return TrainState(
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      batch_stats=variables.get("batch_stats", {}),
+      opt_state=tx.init(params),
+      ema_params=jax.tree.map(jnp.copy, params),
+  )
