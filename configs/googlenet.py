@@ -55,7 +55,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.bias_lr_multiplier = 2.0
   config.aux_loss_weight = 0.3
   config.label_smoothing = 0.0
-  # Polyak averaging: ema <- decay * ema + (1 - decay) * params after every step.
+  # Polyak averaging: ema <- d * ema + (1 - d) * params after every step, with
+  # d = min(ema_decay, (1 + step) / (10 + step)) (train/state.py: ema_decay_at).
   config.ema_decay = 0.9999
   config.grad_clip_norm = 0.0  # 0 disables clipping
 

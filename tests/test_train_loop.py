@@ -36,8 +36,14 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
   assert {"eval_ema_top1", "eval_top5", "wall_seconds", "checkpoint"} <= set(straight)
 
   interrupted = str(tmp_path / "interrupted")
-  first = train_and_evaluate(tiny_config(4), interrupted)  # "killed" after a save at step 3
+  first = train_and_evaluate(tiny_config(4), interrupted)
   assert first["step"] == 4
+  # A SIGKILL in the middle of a save leaves orbax's temporary directory behind; resuming
+  # must ignore it and continue from the last complete checkpoint.
+  partial = tmp_path / "interrupted" / "checkpoints" / "5.orbax-checkpoint-tmp-1795304352"
+  partial.mkdir()
+  (partial / "half_written").write_bytes(b"\0" * 10)
+  assert checkpoint.checkpoint_manager(interrupted).latest_step() == 4
   resumed = train_and_evaluate(tiny_config(6), interrupted)
   assert resumed["step"] == 6
 

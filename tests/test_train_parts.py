@@ -10,7 +10,7 @@ from configs import digits, googlenet
 from train import schedule
 from train.config_checks import check_config
 from train.optim import create_optimizer
-from train.state import polyak_update
+from train.state import ema_decay_at, polyak_update
 from train.step import total_loss
 
 
@@ -47,6 +47,12 @@ def test_polyak_update_formula():
   params = {"w": jnp.array([3.0, -2.0])}
   got = polyak_update(ema, params, 0.9)
   np.testing.assert_allclose(got["w"], [0.9 * 1 + 0.1 * 3, 0.9 * 2 + 0.1 * -2], rtol=1e-6)
+
+
+def test_ema_decay_warms_up_to_the_configured_value():
+  assert float(ema_decay_at(jnp.array(0), 0.9999)) == pytest.approx(0.1)
+  assert float(ema_decay_at(jnp.array(90), 0.9999)) == pytest.approx(91 / 100)
+  assert float(ema_decay_at(jnp.array(10**7), 0.9999)) == pytest.approx(0.9999)
 
 
 def test_aux_losses_enter_with_weight_point_three():

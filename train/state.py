@@ -33,6 +33,15 @@ def polyak_update(ema_params: Any, params: Any, decay: float | jax.Array) -> Any
   return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema_params, params)
 
 
+def ema_decay_at(step: jax.Array, decay: float) -> jax.Array:
+  """min(decay, (1 + step) / (10 + step)): TF's ExponentialMovingAverage with num_updates.
+
+  Early on the average follows the parameters closely, so it is not dominated by the random
+  initialisation in short runs (with decay 0.9999 that would take ~50k steps to fade).
+  """
+  return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
+
+
 def create_train_state(variables: dict[str, Any], tx: optax.GradientTransformation) -> TrainState:
   params = variables["params"]
   return TrainState(

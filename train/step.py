@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from train.state import TrainState, polyak_update
+from train.state import TrainState, ema_decay_at, polyak_update
 
 Batch = dict[str, jax.Array]
 
@@ -74,7 +74,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
         params=params,
         batch_stats=updates.get("batch_stats", state.batch_stats),
         opt_state=opt_state,
-        ema_params=polyak_update(state.ema_params, params, config.ema_decay),
+        ema_params=polyak_update(state.ema_params, params, ema_decay_at(state.step, config.ema_decay)),
     )
     metrics = {
         "loss": loss,
