@@ -11,26 +11,19 @@ config_flags.DEFINE_config_file("config", "configs/digits.py", "Training config 
 flags.mark_flags_as_required(["workdir"])
 
 
-class _QuietOrbaxInfo(logging.logging.Filter):
-  """orbax logs a dozen INFO lines per checkpoint; keep its warnings, drop the chatter."""
-
-  def filter(self, record):
-    return record.levelno > logging.logging.INFO or "/orbax/" not in record.pathname
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   import jax
   import tensorflow as tf
 
-  logging.get_absl_handler().addFilter(_QuietOrbaxInfo())
+  from train.reporting import quiet_orbax_info_logs
+  quiet_orbax_info_logs()
   config = FLAGS.config
   if config.distributed:
     jax.distributed.initialize()
   # tf.data runs on the host; TensorFlow must not claim the accelerators JAX uses.
   tf.config.experimental.set_visible_devices([], "GPU")
-  tf.config.experimental.set_visible_devices([], "TPU") if tf.config.list_physical_devices("TPU") else None
   logging.info("JAX process %d of %d, %d local / %d global devices (%s)", jax.process_index(),
                jax.process_count(), jax.local_device_count(), jax.device_count(),
                jax.devices()[0].device_kind)
@@ -39,7 +32,7 @@ def main(argv):
   try:
     train.train_and_evaluate(config, FLAGS.workdir)
   except (ValueError, train.NonFiniteLossError) as error:
-    logging.error("%s", error)
+    logging.exception("Run stopped")  # the traceback, for when the message is not enough
     raise SystemExit(f"error: {error}") from None
 
 

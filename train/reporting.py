@@ -9,6 +9,17 @@ import jax
 from absl import logging
 
 
+class _DropOrbaxInfo(logging.logging.Filter):
+
+  def filter(self, record):
+    return record.levelno > logging.logging.INFO or "/orbax/" not in record.pathname
+
+
+def quiet_orbax_info_logs() -> None:
+  """orbax logs a dozen INFO lines per checkpoint; keep its warnings, drop the chatter."""
+  logging.get_absl_handler().addFilter(_DropOrbaxInfo())
+
+
 class MetricWriter:
   """Scalars to `<workdir>/tensorboard` (train and eval curves) on process 0."""
 
