@@ -3,6 +3,8 @@
     'digits'          8x8 digits shipped in scikit-learn (digits.py)
     'tfds:<name>'     a TFDS image-classification dataset (tfds_source.py)
     'folder:<root>'   an image folder root/<class>/<image> (folder.py)
+    '<kind>:<arg>'    a source registered from outside this package with `register_source`,
+                      e.g. 'regions:<dir>' (detection/regions.py, R-CNN region classifiers)
 
 A source answers three questions: how many classes, how many examples a split has, and what
 one process's part of a split looks like (a `Shard`). Examples are dicts
@@ -18,6 +20,9 @@ import ml_collections
 import tensorflow as tf
 
 SOURCE_FORMS = "'digits', 'tfds:<dataset name>' or 'folder:<root directory>'"
+
+# kind -> factory(argument, data_config) -> Source, for sources defined by other packages.
+_REGISTERED_SOURCES: dict[str, Callable[[str, ml_collections.ConfigDict], 'Source']] = {}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,14 +74,23 @@ def buffer_shuffled(ordered: Callable[[], tf.data.Dataset],
   return shuffled
 
 
+def register_source(kind: str, factory: Callable[[str, ml_collections.ConfigDict], 'Source']
+                    ) -> None:
+  """Makes `config.data.source='<kind>:<argument>'` build `factory(argument, data_config)`."""
+  if kind in ('digits', 'tfds', 'folder'):
+    raise ValueError(f'source kind {kind!r} is built in')
+  _REGISTERED_SOURCES[kind] = factory
+
+
 def parse_source(source: str) -> tuple[str, str]:
   """'tfds:imagenet2012' -> ('tfds', 'imagenet2012'); 'digits' -> ('digits', '')."""
   kind, _, argument = source.partition(':')
   if kind == 'digits' and not argument:
     return kind, argument
-  if kind in ('tfds', 'folder') and argument:
+  if (kind in ('tfds', 'folder') or kind in _REGISTERED_SOURCES) and argument:
     return kind, argument
-  raise ValueError(f'config.data.source={source!r}: expected {SOURCE_FORMS}')
+  forms = SOURCE_FORMS + ''.join(f", '{k}:<...>'" for k in sorted(_REGISTERED_SOURCES))
+  raise ValueError(f'config.data.source={source!r}: expected {forms}')
 
 
 def get_source(config: ml_collections.ConfigDict) -> Source:
@@ -86,6 +100,8 @@ def get_source(config: ml_collections.ConfigDict) -> Source:
   if kind == 'digits':
     from input_pipeline import digits  # pylint: disable=g-import-not-at-top
     return digits.DigitsSource(config.image_size)
+  if kind in _REGISTERED_SOURCES:
+    return _REGISTERED_SOURCES[kind](argument, config)
   if kind == 'tfds':
     # Not cached: a TFDS builder is cheap, and one built under tfds.testing.mock_data must
     # not outlive the mock.

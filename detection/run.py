@@ -1,0 +1,153 @@
+"""The whole R-CNN run: data -> proposals -> region records -> classifiers -> detections -> AP.
+
+Workdir layout:
+    regions/              train.tfrecord, test.tfrecord, manifest.json (the 'regions:' source)
+    classifier_<m>/       training workdir of ensemble member m (checkpoints, summary.json, ...)
+    detection/            report.md, metrics.json, detections.json, images/*.png
+Every stage is resumable: proposals come from the on-disk cache, a finished classifier resumes
+at its last step (train_and_evaluate), so rerunning the command only redoes detection.
+Detection runs in one process (training itself is the multi-host training system).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from detection import config as config_lib
+from detection import datasets
+from detection import metrics
+from detection import proposals as proposals_lib
+from detection import regions
+from detection import report
+from detection import scoring
+
+
+def _proposals_for(split, cache: proposals_lib.ProposalCache, name: str) -> list[np.ndarray]:
+  start, hits, misses = time.time(), cache.hits, cache.misses
+  boxes = []
+  for index in range(len(split)):
+    boxes.append(cache.get(split.image(index)))
+    if (index + 1) % 200 == 0:
+      logging.info("proposals %s: %d/%d images (%.1fs)", name, index + 1, len(split),
+                   time.time() - start)
+  logging.info("proposals %s: %d images in %.1fs (%d from the cache, %d computed), %.1f per image",
+               name, len(split), time.time() - start, cache.hits - hits, cache.misses - misses,
+               np.mean([len(b) for b in boxes]) if boxes else 0.0)
+  return boxes
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains the region classifier(s) unless done, then detects and evaluates the test split."""
+  from train import train_and_evaluate  # pylint: disable=g-import-not-at-top
+  from train.loop import create_data_mesh  # pylint: disable=g-import-not-at-top
+
+  start = time.time()
+  timings = {}
+  config_lib.validate(config)
+  section = config.detection
+  workdir = os.path.abspath(workdir)
+  os.makedirs(workdir, exist_ok=True)
+
+  model_dirs = [os.path.join(workdir, f"classifier_{m}") for m in range(section.num_models)]
+  training = bool(section.train and model_dirs)
+  test_split = datasets.load_split(section, section.test_split, section.max_test_images)
+  splits = {"test": test_split}
+  if training:
+    splits["train"] = datasets.load_split(section, section.train_split, section.max_train_images)
+  class_names = datasets.class_names_of(list(splits.values()))
+  for name, split in splits.items():
+    datasets.log_report(f"{section.dataset} {name}", split.report)
+  if config.model.num_classes != len(class_names) + 1:
+    raise ValueError(f"config.model.num_classes={config.model.num_classes}, but {section.dataset} "
+                     f"has {len(class_names)} classes plus background: set "
+                     f"--config.model.num_classes={len(class_names) + 1}.")
+  timings["load_data"] = time.time() - start
+
+  settings = proposals_lib.ProposalSettings.from_config(section.proposals)
+  cache = proposals_lib.ProposalCache(section.proposals.cache_dir, settings)
+  mark = time.time()
+  test_proposals = _proposals_for(test_split, cache, "test")
+  region_settings = regions.RegionSettings.from_config(section.regions)
+  region_dir = os.path.join(workdir, "regions")
+  if training:
+    train_split = splits["train"]
+    train_proposals = _proposals_for(train_split, cache, "train")
+    timings["proposals"] = time.time() - mark
+    mark = time.time()
+    stats = {"train": regions.prepare_region_split(train_split, train_proposals,
+                                                   os.path.join(region_dir, "train.tfrecord"),
+                                                   region_settings),
+             "test": regions.prepare_region_split(test_split, test_proposals,
+                                                  os.path.join(region_dir, "test.tfrecord"),
+                                                  region_settings)}
+    regions.write_manifest(region_dir, class_names=class_names, settings=region_settings,
+                           split_stats=stats)
+    logging.info("region records: %s", json.dumps(stats))
+    timings["region_records"] = time.time() - mark
+    mark = time.time()
+    for index, model_dir in enumerate(model_dirs):
+      train_and_evaluate(config_lib.training_config(config, region_dir, index), model_dir)
+    timings["train_classifiers"] = time.time() - mark
+  else:
+    timings["proposals"] = time.time() - mark
+
+  mark = time.time()
+  members = model_dirs + [os.path.abspath(os.path.expanduser(d)) for d in section.extra_model_dirs]
+  classifiers = scoring.load_classifiers(members, section.use_ema)
+  scores = scoring.score_proposals(
+      test_split, test_proposals, classifiers, config.data.image_size,
+      section.regions.context_padding, config.data.normalization, section.inference_batch_size,
+      create_data_mesh())
+  detections = scoring.detect(test_proposals, scores, nms_iou=section.nms_iou,
+                              score_threshold=section.score_threshold,
+                              max_detections=section.max_detections_per_image)
+  timings["detect"] = time.time() - mark
+
+  ground_truths = test_split.ground_truths()
+  result = metrics.evaluate_detections(detections, ground_truths, class_names, section.eval_iou,
+                                       section.coco_max_dets)
+  recall, num_gt = metrics.proposal_recall(test_proposals, ground_truths)
+  mean_proposals = float(np.mean([len(p) for p in test_proposals])) if test_proposals else 0.0
+  timings["total"] = time.time() - start
+  load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+  out = os.path.join(workdir, "detection")
+  os.makedirs(out, exist_ok=True)
+  summary = {
+      **result.to_dict(),
+      "proposal_recall_iou50": recall, "proposal_gt_boxes": num_gt,
+      "proposals_per_image": mean_proposals,
+      "proposal_cache": {"hits": cache.hits, "misses": cache.misses},
+      "num_test_images": len(test_split), "num_detections": int(len(detections.scores)),
+      "ensemble": members, "use_ema": section.use_ema,
+      "annotation_report": {name: split.report.to_dict() for name, split in splits.items()},
+      "seconds": {k: round(v, 1) for k, v in timings.items()},
+      "load_average_1min_at_end": load,
+      "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
+  }
+  notes = [f"Proposals: selective search fast, superpixel scale x{settings.superpixel_scale} "
+           f"(k={settings.k}), {mean_proposals:.1f} per image; recall (IoU >= 0.5) "
+           f"{100 * recall:.1f}% of {num_gt} ground-truth boxes.",
+           f"Ensemble of {len(members)} region classifier(s), softmax averaged; per-class NMS at "
+           f"IoU {section.nms_iou}; at most {section.max_detections_per_image} detections per image.",
+           "Wall time: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items())
+           + f"; 1-min load average at the end {load:.1f} on {os.cpu_count()} CPUs."]
+  title = f"Detection on {section.dataset} ({section.test_split}, {len(test_split)} images)"
+  with open(os.path.join(out, "report.md"), "w") as f:
+    f.write(report.markdown_table(result, title=title, notes=notes))
+  with open(os.path.join(out, "metrics.json"), "w") as f:
+    json.dump(summary, f, indent=2)
+  report.write_detections_json(os.path.join(out, "detections.json"), detections, test_split,
+                               class_names, {"dataset": section.dataset, "split": section.test_split})
+  report.write_visualisations(os.path.join(out, "images"), test_split, detections, class_names,
+                              section.num_visualized, section.visualize_min_score)
+  logging.info("mAP@0.5: VOC07 %.4f, VOC10+ %.4f, COCO AP50 %.4f; proposal recall %.4f; %.0fs. "
+               "Report: %s", result.map_voc07, result.map_voc10, result.map_coco_ap50, recall,
+               timings["total"], os.path.join(out, "report.md"))
+  return summary

@@ -1,0 +1,140 @@
+"""Scoring proposals: warped regions -> ensemble softmax -> per-class NMS -> detections.
+
+GoogLeNet section 8: no SVMs and no box regression; each region's class scores are the
+softmax of the region classifier, averaged over the ensemble (the paper used 6 networks),
+then greedy NMS per class at IoU 0.3 and a cap on detections per image.
+
+Regions are warped in tf.data (all proposals of an image in one crop_and_resize, the same
+warp and normalisation as in training), batched to a fixed size with mask-False padding so one
+compiled forward serves every batch, and sharded over the device mesh like training batches.
+Inference runs in a single process (all detections end up on that host).
+"""
+from __future__ import annotations
+
+import functools
+import json
+import math
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+import tensorflow as tf
+from absl import logging
+from jax.sharding import NamedSharding, PartitionSpec
+
+import input_pipeline
+from detection import boxes as box_ops
+from detection import metrics
+from detection import warp
+from inception import create_model_from_config
+from input_pipeline import decode
+from input_pipeline import photometric
+from input_pipeline import sharding
+from train import checkpoint
+
+
+def region_batches(split, proposals: Sequence[np.ndarray], crop_size: int, context_padding: int,
+                   normalization: str, batch_size: int) -> tf.data.Dataset:
+  """Batches {'image': normalised float32 [B, S, S, 3], 'image_index', 'proposal_index', 'mask'}."""
+  fill = warp.fill_pixel(normalization)
+
+  def generate():
+    for index in range(len(split)):
+      if len(proposals[index]):
+        yield index, split.encoded(index), np.asarray(proposals[index], np.float32)
+
+  def warp_image(index, encoded, boxes):
+    regions = warp.warp_regions(decode.decode_rgb(encoded), boxes, crop_size, context_padding, fill)
+    count = tf.shape(boxes)[0]
+    return {"image": photometric.normalize(tf.cast(regions, tf.float32) / 255.0, normalization),
+            "image_index": tf.fill([count], tf.cast(index, tf.int32)),
+            "proposal_index": tf.range(count, dtype=tf.int32)}
+
+  dataset = tf.data.Dataset.from_generator(generate, output_signature=(
+      tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.string), tf.TensorSpec([None, 4], tf.float32)))
+  dataset = dataset.map(warp_image, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+  total = sum(len(p) for p in proposals)
+  padding = {"image": tf.zeros([crop_size, crop_size, 3], tf.float32),
+             "image_index": tf.constant(0, tf.int32), "proposal_index": tf.constant(0, tf.int32)}
+  dataset = sharding.pad_with_mask(dataset, padding, max(1, math.ceil(total / batch_size)) * batch_size)
+  return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def load_classifiers(model_dirs: Sequence[str], use_ema: bool) -> list[tuple[dict, Any]]:
+  """[(model config, variables)] of each workdir or exported model."""
+  loaded = []
+  for directory in model_dirs:
+    variables, model_config = checkpoint.load_model_variables(directory, use_ema=use_ema)
+    if model_config is None:
+      raise FileNotFoundError(f"{directory} does not record its model config "
+                              f"({checkpoint.MODEL_CONFIG_FILE}); cannot rebuild the classifier.")
+    loaded.append((model_config, variables))
+  outputs = {config["num_classes"] for config, _ in loaded}
+  if len(outputs) != 1:
+    raise ValueError(f"ensemble members disagree on the number of outputs: {sorted(outputs)}")
+  return loaded
+
+
+@functools.lru_cache(maxsize=8)
+def _predictor(model_config_json: str, mesh: jax.sharding.Mesh):
+  """Compiled softmax forward of one architecture, shared by every call (and ensemble member)."""
+  model = create_model_from_config(json.loads(model_config_json))
+  return jax.jit(lambda variables, images: jax.nn.softmax(
+      model.apply(variables, images, train=False), axis=-1),
+                 out_shardings=NamedSharding(mesh, PartitionSpec()))
+
+
+def score_proposals(split, proposals: Sequence[np.ndarray], classifiers: Sequence[tuple[dict, Any]],
+                    crop_size: int, context_padding: int, normalization: str, batch_size: int,
+                    mesh: jax.sharding.Mesh) -> list[np.ndarray]:
+  """Per image, float32 [P, num_classes + 1]: softmax averaged over the ensemble."""
+  replicated = NamedSharding(mesh, PartitionSpec())
+  members = [(_predictor(json.dumps(model_config, sort_keys=True), mesh),
+              jax.device_put(variables, replicated)) for model_config, variables in classifiers]
+  num_outputs = classifiers[0][0]["num_classes"]
+  scores = [np.zeros((len(p), num_outputs), np.float32) for p in proposals]
+  dataset = region_batches(split, proposals, crop_size, context_padding, normalization, batch_size)
+  for batch in input_pipeline.prefetch_to_mesh(dataset.as_numpy_iterator(), mesh):
+    probabilities = sum(predict(variables, batch["image"]) for predict, variables in members)
+    probabilities = np.asarray(jax.device_get(probabilities)) / len(members)
+    where = jax.device_get({k: batch[k] for k in ("image_index", "proposal_index", "mask")})
+    for row in np.flatnonzero(where["mask"]):
+      scores[where["image_index"][row]][where["proposal_index"][row]] = probabilities[row]
+  return scores
+
+
+def detect_image(boxes: np.ndarray, scores: np.ndarray, *, nms_iou: float,
+                 score_threshold: float, max_detections: int
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(0-based labels, scores, boxes) of one image from its proposals' class scores.
+
+  scores: [P, num_classes + 1] with background in column 0. Per class: drop scores below the
+  threshold, greedy NMS; then the `max_detections` highest over all classes (stable order).
+  """
+  labels, kept_scores, kept_boxes = [], [], []
+  for column in range(1, scores.shape[1]):
+    candidates = np.flatnonzero(scores[:, column] >= score_threshold)
+    keep = candidates[box_ops.nms(boxes[candidates], scores[candidates, column], nms_iou)]
+    labels.append(np.full(len(keep), column - 1, np.int64))
+    kept_scores.append(scores[keep, column])
+    kept_boxes.append(boxes[keep])
+  if not labels:
+    return np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros((0, 4), np.float32)
+  labels, kept_scores = np.concatenate(labels), np.concatenate(kept_scores)
+  kept_boxes = np.concatenate(kept_boxes).reshape(-1, 4)
+  order = np.argsort(-kept_scores, kind="stable")[:max_detections]
+  return labels[order], kept_scores[order], kept_boxes[order]
+
+
+def detect(proposals: Sequence[np.ndarray], scores: Sequence[np.ndarray], *, nms_iou: float,
+           score_threshold: float, max_detections: int) -> metrics.Detections:
+  parts = [detect_image(np.asarray(b, np.float32).reshape(-1, 4), s, nms_iou=nms_iou,
+                        score_threshold=score_threshold, max_detections=max_detections)
+           for b, s in zip(proposals, scores, strict=True)]
+  if not parts:
+    return metrics.Detections.empty()
+  logging.info("%d detections on %d images.", sum(len(p[0]) for p in parts), len(parts))
+  return metrics.Detections.create(
+      np.concatenate([np.full(len(p[0]), i) for i, p in enumerate(parts)]),
+      np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+      np.concatenate([p[2] for p in parts]).reshape(-1, 4))
