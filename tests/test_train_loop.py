@@ -68,7 +68,8 @@ def test_sigterm_saves_and_stops(tmp_path):
   finally:
     timer.cancel()
   assert summary["stopped_by"] == "SIGTERM"
-  assert 1 <= summary["step"] < 100_000
+  # The signal may land during compilation (step 0) or in the loop; either way it is saved.
+  assert 0 <= summary["step"] < 100_000
   manager = checkpoint.checkpoint_manager(str(tmp_path))
   assert manager.latest_step() == summary["step"]
 

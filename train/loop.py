@@ -105,7 +105,16 @@ class _PendingMetrics:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Trains (resuming from `workdir` when it holds a checkpoint), evaluates, returns a summary."""
+  """Trains (resuming from `workdir` when it holds a checkpoint), evaluates, returns a summary.
+
+  SIGTERM/SIGINT at any point, compilation included, end the run with a checkpoint.
+  """
+  with _StopRequest() as stop:
+    return _train_and_evaluate(config, workdir, stop)
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                        stop: _StopRequest) -> dict[str, Any]:
   start_time = time.time()
   check_config(config)
   workdir = os.path.abspath(workdir)
@@ -181,28 +190,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                config.model.variant, total_steps, total_steps / per_epoch, num_train,
                jax.device_count(), config.batch_size)
   try:
-    with _StopRequest() as stop:
-      while step < total_steps:
-        state, metrics = train_step(state, next(batches))
-        pending.add(metrics)
-        step += 1
-        interval_steps += 1
-        if step % config.log_every_steps == 0 or step == total_steps:
-          means = pending.drain(step, last_checkpoint)
-          elapsed = time.time() - interval_start
-          images_per_sec = interval_steps * config.batch_size / elapsed
-          reporting.log_train_line(step, total_steps, step / per_epoch, means, images_per_sec,
-                                   elapsed / interval_steps)
-          writer.write_scalars(step, {f"train/{k}": v for k, v in means.items()}
-                               | {"train/images_per_sec": images_per_sec})
-          interval_start, interval_steps = time.time(), 0
-        if step % config.checkpoint_every_steps == 0 and step < total_steps:
-          last_checkpoint = save(step)
-        if config.eval_every_steps > 0 and step % config.eval_every_steps == 0 and step < total_steps:
-          run_eval(step)
-        if stop.signal_name:
-          stop_reason = stop.signal_name
-          break
+    while step < total_steps and not stop.signal_name:
+      state, metrics = train_step(state, next(batches))
+      pending.add(metrics)
+      step += 1
+      interval_steps += 1
+      if step % config.log_every_steps == 0 or step == total_steps:
+        means = pending.drain(step, last_checkpoint)
+        elapsed = time.time() - interval_start
+        images_per_sec = interval_steps * config.batch_size / elapsed
+        reporting.log_train_line(step, total_steps, step / per_epoch, means, images_per_sec,
+                                 elapsed / interval_steps)
+        writer.write_scalars(step, {f"train/{k}": v for k, v in means.items()}
+                             | {"train/images_per_sec": images_per_sec})
+        interval_start, interval_steps = time.time(), 0
+      if step % config.checkpoint_every_steps == 0 and step < total_steps:
+        last_checkpoint = save(step)
+      if config.eval_every_steps > 0 and step % config.eval_every_steps == 0 and step < total_steps:
+        run_eval(step)
+    stop_reason = stop.signal_name
     last_checkpoint = save(step)
     manager.wait_until_finished()
     if stop_reason:
