@@ -3,9 +3,10 @@
 The pipeline decodes the whole image once (`decode.decode_rgb`) and then applies a view
 function `(uint8 [H, W, 3], image_size S, resize_size) -> float32 [num_views, S, S, 3]`. The single centre crop here is the
 paper's "1 crop" column of Table 3; the 10- and 144-crop schemes (REFERENCE.md section 4) are
-further view functions of the same shape, added to `VIEW_FUNCTIONS`.
+view functions of the same shape built by the classification evaluator
+(`eval.multi_crop.view_function`) and passed to `create_eval_dataset(view=...)`.
 """
-from typing import Callable
+from typing import Callable, Union
 
 import ml_collections
 import tensorflow as tf
@@ -54,13 +55,15 @@ VIEW_FUNCTIONS: dict[str, ViewFunction] = {'center': center_crop_view}
 
 
 def preprocess_for_eval(image: tf.Tensor, config: ml_collections.ConfigDict,
-                        view: str = 'center') -> tf.Tensor:
+                        view: Union[str, ViewFunction] = 'center') -> tf.Tensor:
   """uint8 [H, W, 3] -> normalised float32 views [V, S, S, 3], or [S, S, 3] when V == 1.
 
-  A single view is squeezed so single-crop evaluation batches look like training batches.
+  `view` is a name in VIEW_FUNCTIONS or a view function. A single view is squeezed so
+  single-crop evaluation batches look like training batches.
   """
   resize_size = eval_resize_size(config.image_size, config.eval_resize_ratio)
-  views = VIEW_FUNCTIONS[view](image, config.image_size, resize_size)
+  view_function = VIEW_FUNCTIONS[view] if isinstance(view, str) else view
+  views = view_function(image, config.image_size, resize_size)
   views = photometric.normalize(views / 255.0, config.normalization)
   if views.shape[0] == 1:
     return views[0]

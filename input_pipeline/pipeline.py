@@ -10,7 +10,7 @@ the skipped examples are only read, never decoded (whole epochs are not even rea
 Evaluation (per process): fixed order -> decode -> views -> mask True, then mask-False padding
 to the same number of batches on every process (big_vision's exact evaluation).
 """
-from typing import Optional
+from typing import Optional, Union
 
 import ml_collections
 import tensorflow as tf
@@ -104,12 +104,16 @@ def create_train_dataset(data_config: ml_collections.ConfigDict, global_batch_si
 def create_eval_dataset(data_config: ml_collections.ConfigDict, global_batch_size: int,
                         split: Optional[str] = None, *,
                         process_index: Optional[int] = None,
-                        process_count: Optional[int] = None) -> tf.data.Dataset:
+                        process_count: Optional[int] = None,
+                        view: Union[str, eval_preprocess.ViewFunction] = 'center'
+                        ) -> tf.data.Dataset:
   """Finite per-host batches {'image': float32 [B, S, S, 3], 'label': int32 [B], 'mask': bool [B]}.
 
   Every example of the split appears exactly once over all processes with mask True; the
   last batches are padded with mask False (image zeros, label 0), and every process yields
-  the same number of batches, ceil(ceil(N / process_count) / B).
+  the same number of batches, ceil(ceil(N / process_count) / B). `view` selects the evaluation
+  views (see `eval_preprocess.preprocess_for_eval`); with V > 1 views per example the images
+  are [B, V, S, S, 3].
   """
   config_lib.validate_data_config(data_config)
   split = data_config.eval_split if split is None else split
@@ -131,7 +135,7 @@ def create_eval_dataset(data_config: ml_collections.ConfigDict, global_batch_siz
     examples = examples.cache()
   examples = examples.map(
       lambda example: {**example, 'image': eval_preprocess.preprocess_for_eval(
-          example['image'], data_config)},
+          example['image'], data_config, view)},
       num_parallel_calls=tf.data.AUTOTUNE)
   padding = {'image': tf.zeros(examples.element_spec['image'].shape, tf.float32),
              'label': tf.constant(0, tf.int32)}
