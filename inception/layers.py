@@ -12,6 +12,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from inception.conv import conv_general_dilated
+from inception.pooling import max_pool_2d
+
 Dtype = Any
 Initializer = Callable[..., jax.Array]
 
@@ -70,6 +73,8 @@ class ConvBlock(nn.Module):
         bias_init=nn.initializers.constant(self.bias_init_value),
         dtype=self.dtype,
         param_dtype=self.param_dtype,
+        # Same parameters and values as lax's; faster kernel gradients on CPU (inception/conv.py).
+        conv_general_dilated=conv_general_dilated,
         name="conv",
     )(x)
     if self.batch_norm:
@@ -149,7 +154,8 @@ class CeilMaxPool(nn.Module):
         _ceil_padding(height, window_h, self.stride, self.pad),
         _ceil_padding(width, window_w, self.stride, self.pad),
     )
-    return nn.max_pool(x, (window_h, window_w), (self.stride, self.stride), padding=padding)
+    # Same values as nn.max_pool; the gradient avoids XLA:CPU's slow select_and_scatter.
+    return max_pool_2d(x, (window_h, window_w), (self.stride, self.stride), padding)
 
 
 def adaptive_avg_pool(x: jax.Array, output_size: Sequence[int]) -> jax.Array:
