@@ -12,6 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from inception.batch_norm import BatchNormReLU
 from inception.conv import conv_general_dilated
 from inception.pooling import max_pool_2d
 
@@ -78,7 +79,8 @@ class ConvBlock(nn.Module):
         name="conv",
     )(x)
     if self.batch_norm:
-      x = nn.BatchNorm(
+      # nn.BatchNorm + nn.relu with the same variables and a two-pass gradient (batch_norm.py).
+      return BatchNormReLU(
           use_running_average=not train,
           momentum=self.bn_momentum,
           epsilon=self.bn_epsilon,
