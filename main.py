@@ -37,4 +37,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  import host_allocator
+  host_allocator.reexec_with_allocator_settings()  # XLA:CPU buffers without page faults
   app.run(main)

@@ -1,0 +1,56 @@
+"""host_allocator re-executes a process once with glibc's huge-page malloc tunable."""
+import os
+import platform
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import host_allocator
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+glibc_linux = pytest.mark.skipif(
+    sys.platform != "linux" or platform.libc_ver()[0] != "glibc", reason="glibc/Linux only")
+
+
+@glibc_linux
+def test_wants_reexec_only_when_nothing_is_chosen():
+  assert host_allocator.wants_reexec({})
+  assert host_allocator.wants_reexec({"MALLOC_ARENA_MAX": "4"})
+  assert not host_allocator.wants_reexec({"GLIBC_TUNABLES": "glibc.malloc.tcache_count=0"})
+  assert not host_allocator.wants_reexec({"GLIBC_TUNABLES": host_allocator.TUNABLES})  # done
+  assert not host_allocator.wants_reexec({host_allocator.OPT_OUT: "1"})
+  assert host_allocator.wants_reexec({host_allocator.OPT_OUT: "0"})
+
+
+@glibc_linux
+def test_reexec_runs_the_same_command_once_with_the_settings(tmp_path):
+  script = tmp_path / "probe.py"
+  script.write_text(textwrap.dedent(f"""
+      import os, sys
+      sys.path.insert(0, {REPO!r})
+      print("start", sys.argv[1:], os.environ.get("GLIBC_TUNABLES"), flush=True)
+      import host_allocator
+      host_allocator.reexec_with_allocator_settings()
+      print("running", os.environ["GLIBC_TUNABLES"])
+  """))
+  env = {k: v for k, v in os.environ.items()
+         if k not in ("GLIBC_TUNABLES", host_allocator.OPT_OUT)}
+  out = subprocess.run([sys.executable, "-u", str(script), "--flag=1"], env=env, check=True,
+                       capture_output=True, text=True).stdout.splitlines()
+  tunables = host_allocator.TUNABLES
+  assert out == ["start ['--flag=1'] None", f"start ['--flag=1'] {tunables}",
+                 f"running {tunables}"]
+
+
+@glibc_linux
+def test_opt_out_keeps_the_process(tmp_path):
+  script = tmp_path / "probe.py"
+  script.write_text(f"import sys; sys.path.insert(0, {REPO!r}); import host_allocator\n"
+                    "print('start'); host_allocator.reexec_with_allocator_settings(); print('end')\n")
+  env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+  env[host_allocator.OPT_OUT] = "1"
+  out = subprocess.run([sys.executable, str(script)], env=env, check=True, capture_output=True,
+                       text=True).stdout.split()
+  assert out == ["start", "end"]
