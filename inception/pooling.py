@@ -123,11 +123,8 @@ def _shift(a: jax.Array, axis: int, by: int, length: int) -> jax.Array:
 
 
 def _backward(window, strides, padding, residuals, g):
-  # Materialise the inputs: without the barrier XLA fuses their producers (BatchNorm+ReLU,
-  # the inception concatenation, the next pool's backward) into every one of the window
-  # slices below and recomputes them up to 9 times per element.
   x, y = residuals
-  if strides == (1, 1):
+  if strides == (1, 1) and window[0] * window[1] < _NO_MAX:  # offsets must fit in a uint8
     return (_backward_stride_one(x, y, g, window, padding),)
   return (_backward_by_stride_residue(x, y, g, window, strides, padding),)
 

@@ -91,6 +91,8 @@ def test_two_trained_models_with_1_10_and_144_crops(tmp_path, parse_flags, capsy
             if c['kind'] == 'single' and c['crops'] == 1}
   for index, summary in enumerate(summaries):
     assert single[index]['top1_accuracy'] == pytest.approx(summary['eval_top1'])
-    assert 1.0 - single[index]['top5_error'] == pytest.approx(summary['eval_top5'])
+    # After 10 steps the 5th and 6th logits of an image can sit within float rounding of each
+    # other, and the two paths batch (and so round) differently: one image of 20 may flip.
+    assert 1.0 - single[index]['top5_error'] == pytest.approx(summary['eval_top5'], abs=0.051)
   best = results['best_single_model']
   assert columns[6][0] == f'best single (seed{best})'
