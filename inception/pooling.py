@@ -4,11 +4,11 @@ backward compares strided slices of the input with the pooled output.
 Why: `jax.grad` of `lax.reduce_window(max)` is XLA's select_and_scatter, which XLA:CPU lowers
 to a variadic (value, 4 x int32 index) reduce_window plus a scatter; on GoogLeNet's pools it
 costs 10-20x the forward pass and was about a quarter of a CPU training step. This VJP reads
-each window as `window_h * window_w` strided slices of the input (no padded copy), marks the
-*first* position in row-major window order whose value equals the window's max, and scatters
-the output gradient back by stride residue ("planes": one shifted sum per residue of the
-stride, interleaved by a reshape). Stride-1 pools instead store the first max's window offset
-per output (uint8) and gather it back per input: two loop fusions. Forward+backward measured
+each window as `window_h * window_w` strided slices of the -inf-padded input and stores, per
+output, the row-major offset of the *first* position whose value equals the window's max
+(uint8). Strided pools scatter the output gradient back by stride residue ("planes": one
+shifted sum per residue of the stride, interleaved by a reshape); stride-1 pools gather it
+per input instead: two loop fusions. Forward+backward measured
 3-14x faster than the plain op; the stride-1 backward alone 3x faster than the planes.
 
 Tie semantics (documented and tested): when several positions of a window hold the max, the
@@ -18,7 +18,9 @@ pooling. Gradients are therefore bit-identical to `jax.grad` of the plain op whe
 per-input sums of window gradients are exact (e.g. non-overlapping windows); with overlapping
 windows the up-to-4 (stride 2) or 9 (stride 1) terms reaching one input may be added in a
 different order, a float32 rounding difference. Windows whose max is NaN pass no gradient
-(NaN equals nothing); the padding never receives gradient.
+(NaN equals nothing). The padding is -inf as in the forward, so in a window whose real values
+are all -inf a padding position may come first and its gradient is dropped, again exactly
+as select_and_scatter does.
 
 The custom VJP is used only on the CPU backend (`jax.default_backend() == 'cpu'`): GPU and TPU
 compilers have fast native select_and_scatter kernels, and this formulation has not been
@@ -37,8 +39,6 @@ Padding = tuple[tuple[int, int], tuple[int, int]]
 
 # Tests set this to force the custom VJP (or the plain op) regardless of the backend.
 _FORCE_CUSTOM_VJP: bool | None = None
-# Marks an output whose window holds no max (a NaN window): it passes no gradient.
-_NO_MAX = 255
 
 
 def use_custom_vjp() -> bool:
@@ -84,37 +84,6 @@ def _forward(x, window, strides, padding):
   return y, (x, y)
 
 
-def _valid_range(out: int, size: int, offset: int, stride: int, pad_lo: int) -> tuple[int, int]:
-  """Outputs o in [lo, hi) whose window position `offset` falls inside the input."""
-  # input index of output o at this offset: stride * o + offset - pad_lo, must be in [0, size).
-  lo = max(0, -(-(pad_lo - offset) // stride))
-  hi = min(out, (size - 1 + pad_lo - offset) // stride + 1)
-  return lo, max(lo, hi)
-
-
-def _window_matches(x, y, window, strides, padding):
-  """For each window offset (row-major): bool [N, OH, OW, C], True where x equals the max."""
-  n, h, w, c = x.shape
-  oh, ow = y.shape[1:3]
-  (pt, _), (pl, _) = padding
-  matches = []
-  for di in range(window[0]):
-    r0, r1 = _valid_range(oh, h, di, strides[0], pt)
-    for dj in range(window[1]):
-      c0, c1 = _valid_range(ow, w, dj, strides[1], pl)
-      if r1 <= r0 or c1 <= c0:
-        matches.append(jnp.zeros(y.shape, bool))
-        continue
-      start_h, start_w = strides[0] * r0 + di - pt, strides[1] * c0 + dj - pl
-      values = lax.slice(
-          x, (0, start_h, start_w, 0),
-          (n, start_h + strides[0] * (r1 - r0 - 1) + 1, start_w + strides[1] * (c1 - c0 - 1) + 1, c),
-          (1, strides[0], strides[1], 1))
-      equal = values == lax.slice(y, (0, r0, c0, 0), (n, r1, c1, c))
-      matches.append(lax.pad(equal, False, ((0, 0, 0), (r0, oh - r1, 0), (c0, ow - c1, 0), (0, 0, 0))))
-  return matches
-
-
 def _shift(a: jax.Array, axis: int, by: int, length: int) -> jax.Array:
   """b[i] = a[i - by] for i in [0, length) along `axis`, zero where a has no element."""
   config = [(0, 0, 0)] * a.ndim
@@ -124,21 +93,29 @@ def _shift(a: jax.Array, axis: int, by: int, length: int) -> jax.Array:
 
 def _backward(window, strides, padding, residuals, g):
   x, y = residuals
-  if strides == (1, 1) and window[0] * window[1] < _NO_MAX:  # offsets must fit in a uint8
+  if strides == (1, 1):
     return (_backward_stride_one(x, y, g, window, padding),)
   return (_backward_by_stride_residue(x, y, g, window, strides, padding),)
 
 
-def _first_max_offsets(x, y, window, padding):
-  """uint8 [N, OH, OW, C]: row-major offset of the first max in each stride-1 window (255: none)."""
-  (kh, kw), ((pt, pb), (pl, pr)) = window, padding
+def _first_max_offsets(x, y, window, strides, padding):
+  """[N, OH, OW, C]: the row-major window offset of each window's first max.
+
+  Offsets run from 0 to kh * kw - 1; kh * kw marks a window without a max (a NaN window).
+  The padding is -inf, as in the forward: in a window whose real values are all -inf, a
+  padding position can come first and take the gradient, which is then dropped, exactly as
+  XLA's select_and_scatter does.
+  """
+  (kh, kw), (sh, sw), ((pt, pb), (pl, pr)) = window, strides, padding
   n, oh, ow, c = y.shape
   padded = lax.pad(x, jnp.array(-jnp.inf, x.dtype), ((0, 0, 0), (pt, pb, 0), (pl, pr, 0), (0, 0, 0)))
-  offsets = jnp.full(y.shape, _NO_MAX, jnp.uint8)
+  dtype = jnp.uint8 if kh * kw <= 255 else jnp.int32
+  offsets = jnp.full(y.shape, kh * kw, dtype)
   for t in reversed(range(kh * kw)):  # the lowest matching offset is written last and wins
     di, dj = divmod(t, kw)
-    values = lax.slice(padded, (0, di, dj, 0), (n, di + oh, dj + ow, c))
-    offsets = jnp.where(values == y, jnp.uint8(t), offsets)
+    values = lax.slice(padded, (0, di, dj, 0),
+                       (n, di + sh * (oh - 1) + 1, dj + sw * (ow - 1) + 1, c), (1, sh, sw, 1))
+    offsets = jnp.where(values == y, jnp.asarray(t, dtype), offsets)
   return offsets
 
 
@@ -153,13 +130,13 @@ def _backward_stride_one(x, y, g, window, padding):
   (kh, kw), ((pt, pb), (pl, pr)) = window, padding
   n, h, w, c = x.shape
   oh, ow = y.shape[1:3]
-  offsets = _first_max_offsets(x, y, window, padding)
+  offsets = _first_max_offsets(x, y, window, (1, 1), padding)
   # Output o's window covers padded input rows o .. o + kh - 1. Pad the output-resolution
   # arrays by kh - 1 in front so that one slice per offset lines each input up with the
   # output whose window holds it at that offset.
   config = ((0, 0, 0), (kh - 1, h + pt + pb - oh, 0), (kw - 1, w + pl + pr - ow, 0), (0, 0, 0))
   g_padded = lax.pad(g, jnp.zeros((), g.dtype), config)
-  offsets_padded = lax.pad(offsets, jnp.uint8(_NO_MAX), config)
+  offsets_padded = lax.pad(offsets, jnp.asarray(kh * kw, offsets.dtype), config)
   dx = None
   for t in range(kh * kw):
     di, dj = divmod(t, kw)
@@ -172,19 +149,15 @@ def _backward_stride_one(x, y, g, window, padding):
 
 
 def _backward_by_stride_residue(x, y, g, window, strides, padding):
-  """Strided pools: per-offset first-max masks, then one shifted sum per stride residue."""
+  """Strided pools: first-max offsets, then one shifted sum per stride residue."""
   n, h, w, c = x.shape
   (pt, pb), (pl, pr) = padding
   (kh, kw), (sh, sw) = window, strides
 
   # First max in row-major window order gets the window's gradient (select_and_scatter `ge`).
-  contributions = []
-  taken = None
+  offsets = _first_max_offsets(x, y, window, strides, padding)
   zero = jnp.zeros((), g.dtype)
-  for match in _window_matches(x, y, window, strides, padding):
-    first = match if taken is None else match & ~taken
-    taken = match if taken is None else taken | match
-    contributions.append(jnp.where(first, g, zero))
+  contributions = [jnp.where(offsets == t, g, zero) for t in range(kh * kw)]
 
   # Padded input row r = sh * i + a receives from window offsets di = a + sh * m of output
   # row i - m; likewise for columns. Build one "plane" per residue (a, b), then interleave.

@@ -68,6 +68,19 @@ def test_max_pool_vjp_matches_select_and_scatter_with_ties(h, w, window, stride,
   np.testing.assert_array_equal(np.asarray(dx), np.asarray(dx_ref))
 
 
+@pytest.mark.parametrize("stride", [1, 2])
+def test_all_minus_inf_window_loses_its_gradient_to_the_padding_like_select_and_scatter(stride):
+  # The top-left window holds padding (-inf) and real -inf values only; the padding comes
+  # first in row-major order, so select_and_scatter drops that window's gradient.
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(1, 5, 5, 2)), jnp.float32)
+  x = x.at[0, :2, :2, :].set(-jnp.inf)
+  window, strides, padding = (3, 3), (stride, stride), ((1, 1), (1, 1))
+  y_shape = pooling.max_pool_2d_plain(x, window, strides, padding).shape
+  g = _dyadic_cotangent(y_shape, seed=2)
+  (_, dx), (_, dx_ref) = _pool_grads(x, g, window, strides, padding)
+  np.testing.assert_array_equal(np.asarray(dx), np.asarray(dx_ref))
+
+
 def test_ties_go_to_the_first_max_in_row_major_order():
   # One 3x3/2 window full of equal values: the whole gradient lands on its top-left element,
   # as with XLA's select_and_scatter (`ge` select); splitting it would give 1/9 each.
