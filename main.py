@@ -14,19 +14,11 @@ flags.mark_flags_as_required(["workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  import jax
-  import tensorflow as tf
-
+  from train.host import start_jax_process
   from train.reporting import quiet_orbax_info_logs
   quiet_orbax_info_logs()
   config = FLAGS.config
-  if config.distributed:
-    jax.distributed.initialize()
-  # tf.data runs on the host; TensorFlow must not claim the accelerators JAX uses.
-  tf.config.experimental.set_visible_devices([], "GPU")
-  logging.info("JAX process %d of %d, %d local / %d global devices (%s)", jax.process_index(),
-               jax.process_count(), jax.local_device_count(), jax.device_count(),
-               jax.devices()[0].device_kind)
+  start_jax_process(config.distributed)
 
   import train
   try:

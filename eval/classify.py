@@ -52,16 +52,10 @@ flags.mark_flags_as_required(['models'])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from train.host import start_jax_process  # pylint: disable=g-import-not-at-top
 
   config = FLAGS.config
-  if config.get('distributed'):
-    jax.distributed.initialize()
-  # tf.data runs on the host; TensorFlow must not claim the accelerators JAX uses.
-  tf.config.experimental.set_visible_devices([], 'GPU')
-  logging.info('JAX process %d of %d, %d local / %d global devices (%s)', jax.process_index(),
-               jax.process_count(), jax.local_device_count(), jax.device_count(),
-               jax.devices()[0].device_kind)
+  start_jax_process(bool(config.get('distributed')))
   try:
     models = classification.load_models(FLAGS.models, use_ema=FLAGS.params == 'ema')
     results = classification.evaluate(

@@ -40,15 +40,21 @@ def batch_norm_relu(x: jax.Array, scale: jax.Array, bias: jax.Array,
   return _forward(x, scale, bias, epsilon)[0]
 
 
+def _normalize_relu(x32, mean, inv_std, scale, bias):
+  """relu((x - mean) * inv_std * scale + bias) as one multiply-add; also returns the multiplier."""
+  multiplier = scale.astype(jnp.float32) * inv_std
+  offset = bias.astype(jnp.float32) - mean * multiplier
+  return jnp.maximum(x32 * multiplier + offset, 0.0), multiplier
+
+
 def _forward(x, scale, bias, epsilon):
   x32 = x.astype(jnp.float32)
   axes = _reduce_axes(x)
   mean = jnp.mean(x32, axes)
   var = jnp.maximum(jnp.mean(jnp.square(x32), axes) - jnp.square(mean), 0.0)
   inv_std = lax.rsqrt(var + epsilon)
-  multiplier = scale.astype(jnp.float32) * inv_std
-  offset = bias.astype(jnp.float32) - mean * multiplier
-  y = jnp.maximum(x32 * multiplier + offset, 0.0).astype(x.dtype)
+  y, multiplier = _normalize_relu(x32, mean, inv_std, scale, bias)
+  y = y.astype(x.dtype)
   return (y, mean, var), (x, y, mean, inv_std, multiplier, scale, bias)
 
 
@@ -94,9 +100,8 @@ class BatchNormReLU(nn.Module):
     dtype = self.dtype or jnp.result_type(x, scale)
     if self.use_running_average:
       inv_std = lax.rsqrt(running_var.value + self.epsilon)
-      multiplier = scale.astype(jnp.float32) * inv_std
-      offset = bias.astype(jnp.float32) - running_mean.value * multiplier
-      return jnp.maximum(x.astype(jnp.float32) * multiplier + offset, 0.0).astype(dtype)
+      y, _ = _normalize_relu(x.astype(jnp.float32), running_mean.value, inv_std, scale, bias)
+      return y.astype(dtype)
     y, mean, var = batch_norm_relu(x.astype(dtype), scale, bias, self.epsilon)
     if not self.is_initializing():
       running_mean.value = self.momentum * running_mean.value + (1 - self.momentum) * mean
