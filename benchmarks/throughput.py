@@ -47,10 +47,11 @@ flags.DEFINE_string("dtype", "float32", "config.model.dtype for ours (float32 or
 flags.DEFINE_enum("peer", "none", ["none", "torchvision"], "Also run this peer, alternating.")
 flags.DEFINE_enum("peer_layout", "channels_last", ["channels_last", "nchw"],
                   "Memory format of the torch peer.")
-flags.DEFINE_boolean("cpu_fast_paths", True, "Use the CPU max-pool VJP and matmul/im2col "
-                     "convolutions (inception/pooling.py, inception/conv.py); false measures "
-                     "the plain XLA ops for a before/after comparison. The fused "
-                     "BatchNorm+ReLU (inception/batch_norm.py) is not CPU-specific and stays on.")
+flags.DEFINE_boolean("cpu_fast_paths", True, "Use the CPU max-pool VJP, matmul 1x1 "
+                     "convolutions and training compiler options (inception/pooling.py, "
+                     "inception/conv.py, train/compiler_options.py); false measures XLA's "
+                     "defaults for a before/after comparison. The fused BatchNorm+ReLU "
+                     "(inception/batch_norm.py) is not CPU-specific and stays on.")
 flags.DEFINE_integer("peer_threads", 0, "torch.set_num_threads; 0 keeps torch's default "
                      "(the number of cores).")
 FLAGS = flags.FLAGS
@@ -59,7 +60,7 @@ Step = Callable[[], None]
 
 
 def build_ours(variant: str, mode: str, batch: int, image_size: int, num_classes: int,
-               dtype: str) -> tuple[Step, float]:
+               dtype: str, cpu_fast_paths: bool = True) -> tuple[Step, float]:
   """A closure running one synchronous step of ours, and the compile+first-run seconds."""
   import jax
   import jax.numpy as jnp
@@ -70,6 +71,7 @@ def build_ours(variant: str, mode: str, batch: int, image_size: int, num_classes
   from train.optim import create_optimizer
   from train.schedule import create_learning_rate_fn
   from train.state import create_train_state
+  from train import compiler_options
   from train.step import make_train_step
 
   config = googlenet.get_config()
@@ -85,8 +87,9 @@ def build_ours(variant: str, mode: str, batch: int, image_size: int, num_classes
     learning_rate_fn = create_learning_rate_fn(config, num_train_examples=1_281_167)
     tx = create_optimizer(config, learning_rate_fn)
     state = create_train_state(variables, tx)
+    options = compiler_options.train_step_options() if cpu_fast_paths else None
     train_step = jax.jit(make_train_step(model, tx, learning_rate_fn, config, dropout_rng),
-                         donate_argnums=(0,))
+                         donate_argnums=(0,), compiler_options=options)
     batch_dict = {"image": images, "label": labels}
     holder = {"state": state}
 
@@ -188,7 +191,7 @@ def main(argv):
                                        FLAGS.num_classes, FLAGS.peer_layout, FLAGS.peer_threads)
   load_before = os.getloadavg()[0]
   ours, compile_seconds = build_ours(FLAGS.variant, FLAGS.mode, FLAGS.batch, FLAGS.image_size,
-                                     FLAGS.num_classes, FLAGS.dtype)
+                                     FLAGS.num_classes, FLAGS.dtype, FLAGS.cpu_fast_paths)
   steps = [("", ours)] + ([("peer_", peer)] if peer else [])
   for _ in range(FLAGS.warmup):
     for _, run in steps:

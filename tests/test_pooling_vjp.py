@@ -1,4 +1,4 @@
-"""The CPU fast paths (custom max-pool VJP, matmul/im2col convolutions) against jax.grad of
+"""The CPU fast paths (custom max-pool VJP, matmul 1x1 convolutions) against jax.grad of
 the plain XLA ops: same values, same gradients, including ties in max pooling."""
 import flax.linen as nn
 import jax

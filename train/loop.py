@@ -23,7 +23,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 import input_pipeline
 from inception import create_model_from_config
-from train import checkpoint, reporting, schedule
+from train import checkpoint, compiler_options, reporting, schedule
 from train.config_checks import check_config
 from train.init_from import load_initial_variables
 from train.optim import create_optimizer
@@ -158,7 +158,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
   start_step = int(jax.device_get(state.step))
   train_step = jax.jit(make_train_step(model, tx, learning_rate_fn, config, dropout_rng),
-                       donate_argnums=(0,), out_shardings=(replicated, replicated))
+                       donate_argnums=(0,), out_shardings=(replicated, replicated),
+                       compiler_options=compiler_options.train_step_options())
   eval_step = jax.jit(make_eval_step(model), out_shardings=replicated)
   writer = reporting.MetricWriter(workdir)
   dataset = input_pipeline.create_train_dataset(config.data, config.batch_size, seed=config.seed,

@@ -1,0 +1,45 @@
+"""The training step's XLA options: CPU-only, keep convolutions out of YNNPACK, same values."""
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from train import compiler_options
+
+
+def _conv(x, kernel):
+  return jax.lax.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)),
+                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def test_no_options_off_cpu():
+  assert compiler_options.train_step_options("gpu") is None
+  assert compiler_options.train_step_options("tpu") is None
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA:CPU option")
+def test_cpu_convolutions_leave_ynnpack_with_the_same_values():
+  options = compiler_options.train_step_options("cpu")
+  assert options is not None
+  # At these channel counts XLA's defaults put all three convolutions in ynn fusions.
+  x = jax.random.normal(jax.random.key(0), (2, 9, 9, 16))
+  kernel = jax.random.normal(jax.random.key(1), (3, 3, 16, 32))
+  loss = lambda x_, k_: jnp.sum(_conv(x_, k_) ** 2)
+  grads = jax.jit(jax.grad(loss, (0, 1)), compiler_options=options)
+  hlo = grads.lower(x, kernel).compile().as_text()
+  # Every convolution (forward, input and kernel gradient) is XLA's own, not in a ynn fusion.
+  ynn_bodies = re.findall(r"calls=%([\w.\-]+), .*__ynn_fusion", hlo)
+  assert hlo.count(" convolution(") >= 3
+  for body in ynn_bodies:
+    computation = hlo[hlo.index(f"%{body} ("):]
+    assert " convolution(" not in computation[:computation.index("\n}")]
+  for got, want in zip(grads(x, kernel), jax.grad(loss, (0, 1))(x, kernel)):
+    scale = float(jnp.max(jnp.abs(want)))
+    np.testing.assert_allclose(np.asarray(got) / scale, np.asarray(want) / scale, rtol=0, atol=1e-5)
+
+
+def test_an_option_xla_does_not_know_falls_back_to_defaults(caplog):
+  assert not compiler_options._compiler_accepts((("xla_cpu_no_such_option", "1"),))
+  assert "XLA rejected" in caplog.text

@@ -1,0 +1,47 @@
+"""XLA compiler options for the training step, chosen per backend.
+
+Why, on CPU: XLA:CPU (jax 0.10) hands convolutions, matmuls, reductions and element-wise
+chains to YNNPACK ("ynn fusions"). For convolutions that is the slower choice for training:
+measured on the 2-core AVX-512 machine at GoogLeNet's shapes, batch 32,
+  * conv2 (3x3, 64->192, 56x56): forward 134 ms with YNNPACK vs 74 ms with XLA's own (Eigen)
+    convolution; input gradient 185 vs 101 ms (YNNPACK's ran on one core: 163 ms pinned to
+    one CPU);
+  * whole training step of the `torchvision` variant, same process alternating with torch:
+    0.50x torch's speed with YNNPACK convolutions, 0.64-0.65x without.
+YNNPACK stays on for matmuls and reductions (the 1x1 convolutions are matmuls here, see
+inception/conv.py, and BatchNorm's statistics are reductions): turning all ynn fusions off
+made the step 2.3x slower, and YNNPACK element-wise fusions cost 15% of the step.
+Inference measured the same either way (55.9 vs 55.3 images/s), so only training uses this.
+
+GPU and TPU get no options: the ynn fusion flag is an XLA:CPU knob. If a future jaxlib no
+longer knows the option, training logs a warning and runs with XLA's defaults.
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+from absl import logging
+
+_YNN_FUSION_TYPE = "xla_cpu_experimental_ynn_fusion_type"
+_YNN_WITHOUT_CONVOLUTIONS = "LIBRARY_FUSION_TYPE_DOT,LIBRARY_FUSION_TYPE_REDUCE"
+
+
+def train_step_options(backend: str | None = None) -> dict[str, str] | None:
+  """`compiler_options` for `jax.jit` of a training step on `backend` (default: JAX's)."""
+  if (backend or jax.default_backend()) != "cpu":
+    return None
+  options = {_YNN_FUSION_TYPE: _YNN_WITHOUT_CONVOLUTIONS}
+  return options if _compiler_accepts(tuple(options.items())) else None
+
+
+@functools.cache
+def _compiler_accepts(options: tuple[tuple[str, str], ...]) -> bool:
+  try:
+    jax.jit(lambda: 0, compiler_options=dict(options)).lower().compile()
+  except Exception as error:  # pylint: disable=broad-except  # the runtime's error type varies
+    logging.warning("XLA rejected the CPU training options %s (%s); training uses XLA's "
+                    "defaults, which were slower on CPU (see train/compiler_options.py).",
+                    dict(options), error)
+    return False
+  return True
