@@ -94,7 +94,12 @@ def _shift(a: jax.Array, axis: int, by: int, length: int) -> jax.Array:
 def _backward(window, strides, padding, residuals, g):
   x, y = residuals
   if strides == (1, 1):
-    return (_backward_stride_one(x, y, g, window, padding),)
+    # In a while loop of its own the gather stays one loop fusion. Outside, XLA:CPU put the
+    # sum of its nine terms into the YNNPACK fusion of the module's 1x1-conv input gradients,
+    # which then needed all nine terms written out: step median 1648-1717 ms in the loop
+    # against 1843-1921 ms outside (separate processes, alternating). The strided pools'
+    # planes measured no better in a loop (1834-1952 against 1649-1874 ms), so they stay out.
+    return (_computed_once(lambda *a: _backward_stride_one(*a, window, padding), x, y, g),)
   return (_backward_by_stride_residue(x, y, g, window, strides, padding),)
 
 
@@ -131,6 +136,7 @@ def _computed_once(compute, *operands):
   the training step (torchvision variant, batch 32, separate processes alternating): median
   2032/2097 ms against 2152/2137 ms, and p90 2.04-2.16 s against 2.48-2.52 s. The price: a
   while loop has no reverse-mode derivative, so this backward cannot be differentiated again.
+  The stride-1 backward as a whole runs the same way, for the reason given in `_backward`.
   """
   first = operands[0].reshape(-1)[0]
   trips = 1 + jnp.isnan(first).astype(jnp.int32)
