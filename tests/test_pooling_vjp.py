@@ -150,3 +150,22 @@ def test_conv_fast_path_matches_lax_conv_and_grads(kernel, stride, pad, cin, dty
     scale = float(jnp.max(jnp.abs(b.astype(jnp.float32)))) + 1e-6
     np.testing.assert_allclose(np.asarray(a, np.float32) / scale, np.asarray(b, np.float32) / scale,
                                atol=tol, rtol=0)
+
+
+@pytest.mark.parametrize("h,w,window,stride,pad", [(7, 7, 3, 1, 1), (13, 9, 3, 2, 0)])
+def test_a_nan_first_element_leaves_other_channels_gradients_exact(h, w, window, stride, pad):
+  # The backward runs in a while loop whose trip count is 2 when the first element is NaN
+  # (so that XLA cannot inline it); the result must not depend on that.
+  x = np.array(_tied_input((2, h, w, 2), seed=11))
+  x[0, 0, 0, 0] = np.nan
+  x = jnp.asarray(x)
+  window_hw, strides, padding = _pool_args(h, w, window, stride, pad)
+  pooled = jax.eval_shape(lambda v: pooling.max_pool_2d_plain(v, window_hw, strides, padding), x)
+  g = _dyadic_cotangent(pooled.shape, seed=12)
+  (y, dx), (y_ref, dx_ref) = jax.jit(
+      lambda x_, g_: _pool_grads(x_, g_, window_hw, strides, padding))(x, g)
+  np.testing.assert_array_equal(np.asarray(y), np.asarray(y_ref))  # NaN where the reference has it
+  # Channel 1 and the second image never see the NaN: bit-identical to select_and_scatter.
+  np.testing.assert_array_equal(np.asarray(dx[..., 1]), np.asarray(dx_ref[..., 1]))
+  np.testing.assert_array_equal(np.asarray(dx[1]), np.asarray(dx_ref[1]))
+  assert np.isfinite(np.asarray(dx)).all()
