@@ -54,15 +54,22 @@ flags.DEFINE_integer('rounds', 3, 'Alternating timed blocks per pipeline with --
 FLAGS = flags.FLAGS
 
 
-def torchvision_train_loader(root: str, batch: int, image_size: int, workers: int):
-  """torchvision's standard ImageNet training loader on an image folder."""
+def _import_torchvision():
+  """(torch, torchvision), or exit naming the install command."""
   try:
     import torch  # pylint: disable=g-import-not-at-top
-    from torchvision import datasets, transforms  # pylint: disable=g-import-not-at-top
+    import torchvision  # pylint: disable=g-import-not-at-top
   except ImportError as error:
     raise SystemExit(
         f'--peer=torchvision needs torch and torchvision ({error}). They are benchmark-only '
         'dependencies: pip install -r benchmarks/requirements.txt') from None
+  return torch, torchvision
+
+
+def torchvision_train_loader(root: str, batch: int, image_size: int, workers: int):
+  """torchvision's standard ImageNet training loader on an image folder."""
+  torch, _ = _import_torchvision()
+  from torchvision import datasets, transforms  # pylint: disable=g-import-not-at-top
   transform = transforms.Compose([
       transforms.RandomResizedCrop(image_size),
       # Strengths as ours (input_pipeline/config.py); torch's brightness is a factor.
@@ -137,12 +144,7 @@ def main(argv):
   del argv
   global input_pipeline
   if FLAGS.peer == 'torchvision':
-    try:
-      import torchvision  # pylint: disable=g-import-not-at-top,unused-import
-    except ImportError as error:
-      raise SystemExit(
-          f'--peer=torchvision needs torch and torchvision ({error}). They are benchmark-only '
-          'dependencies: pip install -r benchmarks/requirements.txt') from None
+    _import_torchvision()  # before TensorFlow: see the note on the imports above
   import input_pipeline as pipeline_module  # pylint: disable=g-import-not-at-top
   input_pipeline = pipeline_module
   # Keep TensorFlow off any accelerator; this measures host-side work only.

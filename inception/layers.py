@@ -74,7 +74,7 @@ class ConvBlock(nn.Module):
         bias_init=nn.initializers.constant(self.bias_init_value),
         dtype=self.dtype,
         param_dtype=self.param_dtype,
-        # Same parameters and values as lax's; faster kernel gradients on CPU (inception/conv.py).
+        # Same parameters and values as lax's; 1x1 convs as matmuls on CPU (inception/conv.py).
         conv_general_dilated=conv_general_dilated,
         name="conv",
     )(x)

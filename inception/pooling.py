@@ -114,7 +114,7 @@ def _first_max_offsets(x, y, window, strides, padding):
   (kh, kw), (sh, sw), ((pt, pb), (pl, pr)) = window, strides, padding
   n, oh, ow, c = y.shape
   padded = lax.pad(x, jnp.array(-jnp.inf, x.dtype), ((0, 0, 0), (pt, pb, 0), (pl, pr, 0), (0, 0, 0)))
-  dtype = jnp.uint8 if kh * kw <= 255 else jnp.int32
+  dtype = _offset_dtype(window)
   offsets = jnp.full(y.shape, kh * kw, dtype)
   for t in reversed(range(kh * kw)):  # the lowest matching offset is written last and wins
     di, dj = divmod(t, kw)
