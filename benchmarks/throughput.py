@@ -24,10 +24,13 @@ step of each, so both see the same machine load:
     transform_input=False.
   * infer: model.eval() under torch.inference_mode().
   * memory format channels_last by default (torch's fastest on CPU), `--peer_layout=nchw`.
+  * `--dtype=bfloat16`: the peer runs under torch.autocast("cpu", bfloat16), torch's mixed
+    precision, as ours computes in bfloat16 with float32 parameters.
 torch and torchvision are benchmark-only dependencies: `pip install -r benchmarks/requirements.txt`.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -60,8 +63,9 @@ Step = Callable[[], None]
 
 
 def build_ours(variant: str, mode: str, batch: int, image_size: int, num_classes: int,
-               dtype: str, cpu_fast_paths: bool = True) -> tuple[Step, float]:
-  """A closure running one synchronous step of ours, and the compile+first-run seconds."""
+               dtype: str, cpu_fast_paths: bool = True) -> tuple[Step, float, float]:
+  """A closure running one synchronous step of ours, the compile+first-run seconds, and the
+  step's floating-point operations as XLA's cost analysis counts them."""
   import jax
   import jax.numpy as jnp
   import numpy as np
@@ -88,27 +92,39 @@ def build_ours(variant: str, mode: str, batch: int, image_size: int, num_classes
     tx = create_optimizer(config, learning_rate_fn)
     state = create_train_state(variables, tx)
     options = compiler_options.train_step_options() if cpu_fast_paths else None
-    train_step = jax.jit(make_train_step(model, tx, learning_rate_fn, config, dropout_rng),
-                         donate_argnums=(0,), compiler_options=options)
     batch_dict = {"image": images, "label": labels}
+    start = time.perf_counter()
+    train_step = jax.jit(make_train_step(model, tx, learning_rate_fn, config, dropout_rng),
+                         donate_argnums=(0,), compiler_options=options
+                         ).lower(state, batch_dict).compile()
     holder = {"state": state}
 
     def step() -> None:
       holder["state"], metrics = train_step(holder["state"], batch_dict)
       jax.block_until_ready(metrics)
   else:
-    forward = jax.jit(lambda v, x: model.apply(v, x, train=False))
+    start = time.perf_counter()
+    forward = jax.jit(lambda v, x: model.apply(v, x, train=False)).lower(variables, images).compile()
 
     def step() -> None:
       jax.block_until_ready(forward(variables, images))
 
-  start = time.perf_counter()
+  compiled = train_step if mode == "train" else forward
   step()
-  return step, time.perf_counter() - start
+  return step, time.perf_counter() - start, compiled_flops(compiled)
+
+
+def compiled_flops(compiled) -> float:
+  """Floating-point operations of one call, from XLA's cost analysis of the compiled program."""
+  analysis = compiled.cost_analysis()
+  if isinstance(analysis, (list, tuple)):  # older jax: one dict per device program
+    analysis = analysis[0]
+  return float(analysis["flops"])
 
 
 def build_torch_peer(variant_has_aux: bool, mode: str, batch: int, image_size: int,
-                     num_classes: int, layout: str, threads: int) -> tuple[Step, dict]:
+                     num_classes: int, layout: str, threads: int,
+                     dtype: str = "float32") -> tuple[Step, dict]:
   try:
     import torch
     import torchvision
@@ -127,7 +143,14 @@ def build_torch_peer(variant_has_aux: bool, mode: str, batch: int, image_size: i
   if layout == "channels_last":
     model = model.to(memory_format=torch.channels_last)
     images = images.contiguous(memory_format=torch.channels_last)
+  def precision():
+    # Our bfloat16 is compute dtype with float32 parameters: torch's counterpart is autocast.
+    if dtype == "bfloat16":
+      return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
   info = {"peer": "torchvision.googlenet", "peer_layout": layout, "peer_aux_logits": aux,
+          "peer_autocast": dtype if dtype != "float32" else None,
           "peer_threads": torch.get_num_threads(), "torch": torch.__version__,
           "torchvision": torchvision.__version__}
 
@@ -140,12 +163,13 @@ def build_torch_peer(variant_has_aux: bool, mode: str, batch: int, image_size: i
 
     def step() -> None:
       optimizer.zero_grad(set_to_none=True)
-      outputs = model(images)
-      if aux:
-        loss = criterion(outputs.logits, labels) + 0.3 * (
-            criterion(outputs.aux_logits1, labels) + criterion(outputs.aux_logits2, labels))
-      else:
-        loss = criterion(outputs if torch.is_tensor(outputs) else outputs.logits, labels)
+      with precision():
+        outputs = model(images)
+        if aux:
+          loss = criterion(outputs.logits, labels) + 0.3 * (
+              criterion(outputs.aux_logits1, labels) + criterion(outputs.aux_logits2, labels))
+        else:
+          loss = criterion(outputs if torch.is_tensor(outputs) else outputs.logits, labels)
       loss.backward()
       optimizer.step()
       with torch.no_grad():
@@ -155,10 +179,26 @@ def build_torch_peer(variant_has_aux: bool, mode: str, batch: int, image_size: i
     model.eval()
 
     def step() -> None:
-      with torch.inference_mode():
+      with torch.inference_mode(), precision():
         model(images)
 
   return step, info
+
+
+def time_alternating(steps: list[tuple[str, Step]], warmup: int,
+                     timed: int) -> dict[str, list[float]]:
+  """Seconds of each of `timed` calls per named step, the steps taking turns so that all of
+  them see the same machine load (this VM's speed drifts by 20-30% within an hour)."""
+  for _ in range(warmup):
+    for _, run in steps:
+      run()
+  times = {name: [] for name, _ in steps}
+  for _ in range(timed):
+    for name, run in steps:
+      start = time.perf_counter()
+      run()
+      times[name].append(time.perf_counter() - start)
+  return times
 
 
 def summarise(times: list[float], batch: int, prefix: str = "") -> dict:
@@ -188,27 +228,26 @@ def main(argv):
     has_aux = create_model(FLAGS.variant).aux_heads
     # Built before ours so that a missing torch fails fast, before any compilation.
     peer, peer_info = build_torch_peer(has_aux, FLAGS.mode, FLAGS.batch, FLAGS.image_size,
-                                       FLAGS.num_classes, FLAGS.peer_layout, FLAGS.peer_threads)
+                                       FLAGS.num_classes, FLAGS.peer_layout, FLAGS.peer_threads,
+                                       FLAGS.dtype)
   load_before = os.getloadavg()[0]
-  ours, compile_seconds = build_ours(FLAGS.variant, FLAGS.mode, FLAGS.batch, FLAGS.image_size,
-                                     FLAGS.num_classes, FLAGS.dtype, FLAGS.cpu_fast_paths)
-  steps = [("", ours)] + ([("peer_", peer)] if peer else [])
-  for _ in range(FLAGS.warmup):
-    for _, run in steps:
-      run()
-  times = {prefix: [] for prefix, _ in steps}
-  for _ in range(FLAGS.steps):
-    for prefix, run in steps:
-      start = time.perf_counter()
-      run()
-      times[prefix].append(time.perf_counter() - start)
+  ours_step, compile_seconds, flops = build_ours(
+      FLAGS.variant, FLAGS.mode, FLAGS.batch, FLAGS.image_size, FLAGS.num_classes, FLAGS.dtype,
+      FLAGS.cpu_fast_paths)
+  times = time_alternating([("", ours_step)] + ([("peer_", peer)] if peer else []),
+                           FLAGS.warmup, FLAGS.steps)
 
+  ours = summarise(times[""], FLAGS.batch)
   result = {
       "benchmark": "throughput", "variant": FLAGS.variant, "mode": FLAGS.mode,
       "batch": FLAGS.batch, "image_size": FLAGS.image_size, "dtype": FLAGS.dtype,
       "steps": FLAGS.steps, "warmup": FLAGS.warmup, "cpu_fast_paths": FLAGS.cpu_fast_paths,
-      **summarise(times[""], FLAGS.batch),
+      **ours,
       "compile_sec": round(compile_seconds, 1),
+      # What the step costs in arithmetic and the rate it ran at: benchmarks.roofline sets
+      # these against the machine's matmul peak.
+      "gflop_per_image": round(flops / FLAGS.batch / 1e9, 3),
+      "gflops_per_sec": round(flops / 1e9 / (ours["step_ms_median"] / 1e3), 1),
       "device_kind": jax.devices()[0].device_kind, "backend": jax.default_backend(),
       "jax": jax.__version__, "cpus": os.cpu_count(),
   }

@@ -1,0 +1,25 @@
+"""The roofline benchmark's arithmetic: FLOPs from XLA's cost analysis and the target budget."""
+import jax
+import jax.numpy as jnp
+import pytest
+
+from benchmarks import roofline
+from benchmarks import throughput
+
+
+def test_compiled_flops_counts_a_matmul():
+  a = jnp.ones((8, 16))
+  b = jnp.ones((16, 4))
+  compiled = jax.jit(jnp.dot).lower(a, b).compile()
+  assert throughput.compiled_flops(compiled) == pytest.approx(2 * 8 * 16 * 4)
+
+
+def test_budget_sets_the_flop_floor_against_the_target():
+  # 300 GFLOP at 400 GFLOP/s is 750 ms; a peer at 1200 ms and a 1.5x target leave 800 ms.
+  result = roofline.budget(300.0, 400.0, peer_step_ms=1200.0, target_ratio=1.5)
+  assert result == {"floor_ms": 750.0, "target_ms": 800.0, "floor_share_of_target": 0.938,
+                    "ms_left_for_memory_bound_work": 50.0}
+
+
+def test_budget_without_a_peer_is_only_the_floor():
+  assert roofline.budget(100.0, 200.0, peer_step_ms=None, target_ratio=1.5) == {"floor_ms": 500.0}
