@@ -43,3 +43,11 @@ def test_cpu_convolutions_leave_ynnpack_with_the_same_values():
 def test_an_option_xla_does_not_know_falls_back_to_defaults(caplog):
   assert not compiler_options._compiler_accepts((("xla_cpu_no_such_option", "1"),))
   assert "XLA rejected" in caplog.text
+
+
+def test_bfloat16_warns_on_cpu_only():
+  message = compiler_options.compute_dtype_warning("bfloat16", "cpu")
+  assert "float32" in message and "--config.model.dtype" in message
+  assert compiler_options.compute_dtype_warning("float32", "cpu") is None
+  assert compiler_options.compute_dtype_warning("bfloat16", "gpu") is None
+  assert compiler_options.compute_dtype_warning("bfloat16", "tpu") is None

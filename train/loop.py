@@ -131,6 +131,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   per_epoch = schedule.steps_per_epoch(num_train, config.batch_size)
 
   model = create_model_from_config(config.model)
+  dtype_warning = compiler_options.compute_dtype_warning(config.model.dtype)
+  if dtype_warning:
+    logging.warning(dtype_warning)
   learning_rate_fn = schedule.create_learning_rate_fn(config, num_train)
   tx = create_optimizer(config, learning_rate_fn)
   init_rng, dropout_rng = jax.random.split(jax.random.key(config.seed))
