@@ -14,6 +14,7 @@ import jax.numpy as jnp
 
 from inception.batch_norm import BatchNormReLU
 from inception.conv import conv_general_dilated
+from inception.lrn import local_response_norm
 from inception.pooling import max_pool_2d
 
 Dtype = Any
@@ -106,15 +107,8 @@ class LocalResponseNorm(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     if self.size % 2 != 1:
       raise ValueError(f"LRN size must be odd to centre the window, got {self.size}.")
-    # The power and the division lose too much in bfloat16; normalise in float32.
-    x32 = x.astype(jnp.float32)
-    squares = jnp.square(x32)
-    half = self.size // 2
-    padded = jnp.pad(squares, [(0, 0)] * (x.ndim - 1) + [(half, half)])
-    channels = x.shape[-1]
-    window_sum = sum(padded[..., i:i + channels] for i in range(self.size))
-    scale = self.k + (self.alpha / self.size) * window_sum
-    return (x32 * scale ** -self.beta).astype(x.dtype)
+    # Computed in float32 with a hand-written gradient (inception/lrn.py).
+    return local_response_norm(x, self.size, self.alpha, self.beta, self.k).astype(x.dtype)
 
 
 def ceil_pool_output_size(size: int, window: int, stride: int, pad: int = 0) -> int:
