@@ -30,7 +30,8 @@ import jax
 import jax.numpy as jnp
 
 from inception import paper
-from inception.layers import CeilMaxPool, ConvBlock, LocalResponseNorm, adaptive_avg_pool, kernel_init_by_name
+from inception.layers import (CeilMaxPool, ConvBlock, LocalResponseNorm, adaptive_avg_pool,
+                              kernel_init_by_name, valid_avg_pool)
 
 Dtype = Any
 
@@ -86,8 +87,7 @@ class AuxHead(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
     if self.pool == "caffe":
-      window = (min(5, x.shape[-3]), min(5, x.shape[-2]))
-      x = nn.avg_pool(x, window, strides=(3, 3), padding="VALID")
+      x = valid_avg_pool(x, (min(5, x.shape[-3]), min(5, x.shape[-2])), stride=3)
     else:
       x = adaptive_avg_pool(x, (4, 4))
     x = self.conv(self.conv_channels, 1, name="conv")(x, train=train)

@@ -1,12 +1,14 @@
 """Layers checked against direct NumPy implementations of the reference semantics."""
 import math
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from inception.layers import CeilMaxPool, LocalResponseNorm, adaptive_avg_pool, ceil_pool_output_size
+from inception.layers import (CeilMaxPool, LocalResponseNorm, adaptive_avg_pool, ceil_pool_output_size,
+                              valid_avg_pool)
 
 
 def caffe_lrn_reference(x, size=5, alpha=1e-4, beta=0.75, k=1.0):
@@ -87,3 +89,23 @@ def test_adaptive_avg_pool_matches_torch_bins():
     for j in range(4):
       expected = x[0, starts[i]:ends[i], starts[j]:ends[j]].mean(axis=(0, 1))
       np.testing.assert_allclose(got[0, i, j], expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("shape,window,stride", [
+    ((2, 14, 14, 8), (5, 5), 3),  # the auxiliary heads' pool at 224x224
+    ((1, 7, 9, 3), (3, 4), 2),  # uneven sizes and a non-square window
+    ((3, 2, 3, 5), (2, 3), 3),  # small demo inputs: the window is the whole map
+])
+def test_valid_avg_pool_matches_flax_avg_pool_and_its_gradient(shape, window, stride):
+  x = jnp.asarray(np.random.default_rng(0).standard_normal(shape), jnp.float32)
+  plain = lambda x_: nn.avg_pool(x_, window, strides=(stride, stride), padding="VALID")
+  ours = lambda x_: valid_avg_pool(x_, window, stride)
+  np.testing.assert_allclose(ours(x), plain(x), rtol=1e-6, atol=1e-6)
+  upstream = jnp.asarray(np.random.default_rng(1).standard_normal(plain(x).shape), jnp.float32)
+  np.testing.assert_allclose(jax.vjp(ours, x)[1](upstream)[0], jax.vjp(plain, x)[1](upstream)[0],
+                             rtol=1e-6, atol=1e-6)
+
+
+def test_valid_avg_pool_rejects_a_window_larger_than_the_map():
+  with pytest.raises(ValueError, match="5x5 pool needs at least"):
+    valid_avg_pool(jnp.zeros((1, 4, 4, 2)), (5, 5), 3)
