@@ -94,11 +94,12 @@ def _shift(a: jax.Array, axis: int, by: int, length: int) -> jax.Array:
 def _backward(window, strides, padding, residuals, g):
   x, y = residuals
   if strides == (1, 1):
-    # In a while loop of its own the gather stays one loop fusion. Outside, XLA:CPU put the
-    # sum of its nine terms into the YNNPACK fusion of the module's 1x1-conv input gradients,
-    # which then needed all nine terms written out: step median 1648-1717 ms in the loop
-    # against 1843-1921 ms outside (separate processes, alternating). The strided pools'
-    # planes measured no better in a loop (1834-1952 against 1649-1874 ms), so they stay out.
+    # Computed once on its own (a conditional, see `_computed_once`), the gather stays one
+    # loop fusion. Outside, XLA:CPU put the sum of its nine terms into the YNNPACK fusion of
+    # the module's 1x1-conv input gradients, which then needed all nine terms written out:
+    # step median 1648-1717 ms on its own (then in a while loop) against 1843-1921 ms
+    # outside (separate processes, alternating). The strided pools' planes measured no
+    # better on their own (1834-1952 against 1649-1874 ms), so they stay out.
     return (_computed_once(lambda *a: _backward_stride_one(*a, window, padding), x, y, g),)
   return (_backward_by_stride_residue(x, y, g, window, strides, padding),)
 
@@ -131,20 +132,18 @@ def _computed_once(compute, *operands):
   the BatchNorm+ReLU that produced the pool's input, were recomputed inside each window
   slice of the pool backward: pool2/pool3's backward cost 93/79 ms in the step against 14/8
   ms alone. `lax.optimization_barrier` does not stop that (XLA:CPU drops it before fusion);
-  a while loop is a fusion boundary. Its trip count is 1, or 2 if the first element is NaN
-  (the body is idempotent), so XLA cannot prove it is 1 and inline the body. Measured on
-  the training step (torchvision variant, batch 32, separate processes alternating): median
-  2032/2097 ms against 2152/2137 ms, and p90 2.04-2.16 s against 2.48-2.52 s. The price: a
-  while loop has no reverse-mode derivative, so this backward cannot be differentiated again.
+  a conditional's branches are separate computations, which fusion does not cross. Both
+  branches compute the same thing; the predicate (is the first element NaN?) only has to be
+  unknown at compile time, so that XLA keeps the conditional. Measured on the training step
+  (torchvision variant, batch 32, separate processes alternating), with the one-trip while
+  loop this replaced: median 2032/2097 ms against 2152/2137 ms without, p90 2.04-2.16 s
+  against 2.48-2.52 s. The conditional then beat the while loop, which needed its result
+  buffer zero-filled first: a stride-1 pool's fwd+bwd (after an element-wise producer)
+  49.5-51.0 against 60.5-64.0 ms at 28x28x256, 23.0-23.1 against 26.8-28.9 ms at 14x14x512.
   The stride-1 backward as a whole runs the same way, for the reason given in `_backward`.
   """
   first = operands[0].reshape(-1)[0]
-  trips = 1 + jnp.isnan(first).astype(jnp.int32)
-  result = jax.eval_shape(compute, *operands)
-  init = (jnp.int32(0), jnp.zeros(result.shape, result.dtype))
-  _, out = lax.while_loop(lambda carry: carry[0] < trips,
-                          lambda carry: (carry[0] + 1, compute(*operands)), init)
-  return out
+  return lax.cond(jnp.isnan(first), compute, compute, *operands)
 
 
 def _offset_dtype(window):

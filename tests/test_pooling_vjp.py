@@ -154,8 +154,8 @@ def test_conv_fast_path_matches_lax_conv_and_grads(kernel, stride, pad, cin, dty
 
 @pytest.mark.parametrize("h,w,window,stride,pad", [(7, 7, 3, 1, 1), (13, 9, 3, 2, 0)])
 def test_a_nan_first_element_leaves_other_channels_gradients_exact(h, w, window, stride, pad):
-  # The backward runs in a while loop whose trip count is 2 when the first element is NaN
-  # (so that XLA cannot inline it); the result must not depend on that.
+  # Parts of the backward run in a conditional that takes its other (identical) branch when
+  # the first element is NaN, so that XLA cannot inline it; the result must not depend on it.
   x = np.array(_tied_input((2, h, w, 2), seed=11))
   x[0, 0, 0, 0] = np.nan
   x = jnp.asarray(x)
@@ -169,3 +169,17 @@ def test_a_nan_first_element_leaves_other_channels_gradients_exact(h, w, window,
   np.testing.assert_array_equal(np.asarray(dx[..., 1]), np.asarray(dx_ref[..., 1]))
   np.testing.assert_array_equal(np.asarray(dx[1]), np.asarray(dx_ref[1]))
   assert np.isfinite(np.asarray(dx)).all()
+
+
+@pytest.mark.parametrize("h,w,window,stride,pad", [(7, 7, 3, 1, 1), (13, 9, 3, 2, 0)])
+def test_second_derivatives_match_the_plain_pool(h, w, window, stride, pad):
+  # Distinct values (no ties): second derivatives of a max are only defined away from ties.
+  x = jnp.asarray(np.random.default_rng(13).permutation(2 * h * w * 2).reshape(2, h, w, 2)
+                  / 8.0, jnp.float32)
+  window_hw, strides, padding = _pool_args(h, w, window, stride, pad)
+  plain = lambda v: pooling.max_pool_2d_plain(v, window_hw, strides, padding)
+  custom = lambda v: pooling._max_pool_first_max_vjp(v, window_hw, strides, padding)
+  grad_norm = lambda pool: jax.grad(lambda v: jnp.sum(jax.grad(
+      lambda u: jnp.sum(pool(u) ** 3))(v) ** 2))
+  np.testing.assert_allclose(jax.jit(grad_norm(custom))(x), jax.jit(grad_norm(plain))(x),
+                             rtol=1e-6)
