@@ -76,12 +76,39 @@ def max_pool_2d(x: jax.Array, window: Sequence[int], strides: Sequence[int],
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
 def _max_pool_first_max_vjp(x, window, strides, padding):
-  return max_pool_2d_plain(x, window, strides, padding)
+  return _pool_forward(x, window, strides, padding)
 
 
 def _forward(x, window, strides, padding):
-  y = max_pool_2d_plain(x, window, strides, padding)
+  y = _pool_forward(x, window, strides, padding)
   return y, (x, y)
+
+
+def _pool_forward(x, window, strides, padding):
+  if strides == (1, 1):
+    # Stride-1 pools (one per inception module) as the max of kh * kw shifted slices,
+    # computed once on their own (`_computed_once`; fused into their consumers they would
+    # recompute the BatchNorm+ReLU producing x for every slice): pool plus producer at
+    # 28x28x256, batch 32, 6.5 ms against 18.4 ms with reduce_window. For the strided pools
+    # reduce_window stays faster (pool1: 42.9 against 56-59 ms as slices). Whole network,
+    # `torchvision` variant, batch 32, separate processes alternating: inference 502-507
+    # against 531-555 ms; training step 1536-1624 against 1580-1670 ms (within the noise).
+    return _computed_once(lambda v: _max_of_slices(v, window, padding), x)
+  return max_pool_2d_plain(x, window, strides, padding)
+
+
+def _max_of_slices(x, window, padding):
+  """Stride-1 max pool as a maximum over shifted slices of the -inf-padded input."""
+  (kh, kw), ((pt, pb), (pl, pr)) = window, padding
+  n, h, w, c = x.shape
+  oh, ow = h + pt + pb - kh + 1, w + pl + pr - kw + 1
+  padded = lax.pad(x, jnp.array(-jnp.inf, x.dtype), ((0, 0, 0), (pt, pb, 0), (pl, pr, 0), (0, 0, 0)))
+  pooled = None
+  for di in range(kh):
+    for dj in range(kw):
+      values = lax.slice(padded, (0, di, dj, 0), (n, di + oh, dj + ow, c))
+      pooled = values if pooled is None else jnp.maximum(pooled, values)
+  return pooled
 
 
 def _shift(a: jax.Array, axis: int, by: int, length: int) -> jax.Array:
