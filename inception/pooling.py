@@ -1,5 +1,6 @@
-"""Max pooling whose gradient is cheap on CPU: the forward is XLA's reduce_window, the
-backward compares strided slices of the input with the pooled output.
+"""Max pooling whose gradient is cheap on CPU: the forward is XLA's reduce_window (a max of
+shifted slices for stride-1 pools), the backward compares strided slices of the input with
+the pooled output.
 
 Why: `jax.grad` of `lax.reduce_window(max)` is XLA's select_and_scatter, which XLA:CPU lowers
 to a variadic (value, 4 x int32 index) reduce_window plus a scatter; on GoogLeNet's pools it
