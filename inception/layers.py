@@ -176,10 +176,11 @@ def valid_avg_pool(x: jax.Array, window: Sequence[int], stride: int) -> jax.Arra
     return matrix
 
   rows, cols = axis_matrix(height, window[0]), axis_matrix(width, window[1])
-  pooling = jnp.asarray(np.kron(rows, cols), x.dtype)  # (out_h * out_w, height * width)
+  pooling = jnp.asarray(np.kron(rows, cols))  # (out_h * out_w, height * width)
   flat = x.reshape(*x.shape[:-3], height * width, x.shape[-1])
-  pooled = jnp.einsum("oi,...ic->...oc", pooling, flat)
-  return pooled.reshape(*x.shape[:-3], rows.shape[0], cols.shape[0], x.shape[-1])
+  # float32 weights and accumulation: 1/25 is not a bfloat16 number.
+  pooled = jnp.einsum("oi,...ic->...oc", pooling, flat, preferred_element_type=jnp.float32)
+  return pooled.astype(x.dtype).reshape(*x.shape[:-3], rows.shape[0], cols.shape[0], x.shape[-1])
 
 
 def adaptive_avg_pool(x: jax.Array, output_size: Sequence[int]) -> jax.Array:

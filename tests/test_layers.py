@@ -109,3 +109,12 @@ def test_valid_avg_pool_matches_flax_avg_pool_and_its_gradient(shape, window, st
 def test_valid_avg_pool_rejects_a_window_larger_than_the_map():
   with pytest.raises(ValueError, match="5x5 pool needs at least"):
     valid_avg_pool(jnp.zeros((1, 4, 4, 2)), (5, 5), 3)
+
+
+def test_valid_avg_pool_keeps_bfloat16_and_averages_in_float32():
+  x = jnp.asarray(np.random.default_rng(2).standard_normal((2, 14, 14, 8)), jnp.bfloat16)
+  got = valid_avg_pool(x, (5, 5), 3)
+  assert got.dtype == jnp.bfloat16
+  expected = nn.avg_pool(x.astype(jnp.float32), (5, 5), strides=(3, 3), padding="VALID")
+  # Only the final rounding to bfloat16 (8 bits of mantissa) separates the two.
+  np.testing.assert_allclose(np.asarray(got, np.float32), expected, rtol=2 ** -8, atol=1e-6)
