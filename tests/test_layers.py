@@ -111,7 +111,7 @@ def test_valid_avg_pool_rejects_a_window_larger_than_the_map():
     valid_avg_pool(jnp.zeros((1, 4, 4, 2)), (5, 5), 3)
 
 
-def test_valid_avg_pool_keeps_bfloat16_and_averages_in_float32():
+def test_valid_avg_pool_keeps_bfloat16_close_to_the_float32_average():
   x = jnp.asarray(np.random.default_rng(2).standard_normal((2, 14, 14, 8)), jnp.bfloat16)
   got = valid_avg_pool(x, (5, 5), 3)
   assert got.dtype == jnp.bfloat16
