@@ -54,8 +54,7 @@ def _normaliser(x32: jax.Array, size: int, alpha: float, k: float) -> jax.Array:
 def local_response_norm(x: jax.Array, size: int, alpha: float, beta: float,
                         k: float) -> jax.Array:
   """Caffe LRN over the last axis; float32 result for any input dtype."""
-  x32 = x.astype(jnp.float32)
-  return x32 * _inverse_power(_normaliser(x32, size, alpha, k), beta)
+  return _forward(x, size, alpha, beta, k)[0]
 
 
 def _forward(x, size, alpha, beta, k):

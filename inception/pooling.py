@@ -100,16 +100,27 @@ def _pool_forward(x, window, strides, padding):
 
 def _max_of_slices(x, window, padding):
   """Stride-1 max pool as a maximum over shifted slices of the -inf-padded input."""
-  (kh, kw), ((pt, pb), (pl, pr)) = window, padding
-  n, h, w, c = x.shape
-  oh, ow = h + pt + pb - kh + 1, w + pl + pr - kw + 1
-  padded = lax.pad(x, jnp.array(-jnp.inf, x.dtype), ((0, 0, 0), (pt, pb, 0), (pl, pr, 0), (0, 0, 0)))
+  kh, kw = window
+  padded = _pad_with_neg_inf(x, padding)
+  out_size = (padded.shape[1] - kh + 1, padded.shape[2] - kw + 1)
   pooled = None
-  for di in range(kh):
-    for dj in range(kw):
-      values = lax.slice(padded, (0, di, dj, 0), (n, di + oh, dj + ow, c))
-      pooled = values if pooled is None else jnp.maximum(pooled, values)
+  for t in range(kh * kw):
+    values = _window_offset_values(padded, divmod(t, kw), (1, 1), out_size)
+    pooled = values if pooled is None else jnp.maximum(pooled, values)
   return pooled
+
+
+def _pad_with_neg_inf(x, padding):
+  (pt, pb), (pl, pr) = padding
+  return lax.pad(x, jnp.array(-jnp.inf, x.dtype), ((0, 0, 0), (pt, pb, 0), (pl, pr, 0), (0, 0, 0)))
+
+
+def _window_offset_values(padded, offset, strides, out_size):
+  """[N, OH, OW, C]: the padded input at window offset (di, dj) of every output's window."""
+  (di, dj), (sh, sw), (oh, ow) = offset, strides, out_size
+  n, c = padded.shape[0], padded.shape[-1]
+  return lax.slice(padded, (0, di, dj, 0),
+                   (n, di + sh * (oh - 1) + 1, dj + sw * (ow - 1) + 1, c), (1, sh, sw, 1))
 
 
 def _shift(a: jax.Array, axis: int, by: int, length: int) -> jax.Array:
@@ -140,15 +151,12 @@ def _first_max_offsets(x, y, window, strides, padding):
   padding position can come first and take the gradient, which is then dropped, exactly as
   XLA's select_and_scatter does.
   """
-  (kh, kw), (sh, sw), ((pt, pb), (pl, pr)) = window, strides, padding
-  n, oh, ow, c = y.shape
-  padded = lax.pad(x, jnp.array(-jnp.inf, x.dtype), ((0, 0, 0), (pt, pb, 0), (pl, pr, 0), (0, 0, 0)))
+  kh, kw = window
+  padded = _pad_with_neg_inf(x, padding)
   dtype = _offset_dtype(window)
   offsets = jnp.full(y.shape, kh * kw, dtype)
   for t in reversed(range(kh * kw)):  # the lowest matching offset is written last and wins
-    di, dj = divmod(t, kw)
-    values = lax.slice(padded, (0, di, dj, 0),
-                       (n, di + sh * (oh - 1) + 1, dj + sw * (ow - 1) + 1, c), (1, sh, sw, 1))
+    values = _window_offset_values(padded, divmod(t, kw), strides, y.shape[1:3])
     offsets = jnp.where(values == y, jnp.asarray(t, dtype), offsets)
   return offsets
 
