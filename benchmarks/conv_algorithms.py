@@ -16,11 +16,11 @@ with, in ms (medians; compiled with the training step's CPU options,
 from __future__ import annotations
 
 import json
-import time
 
 from absl import app
 from absl import flags
 
+from benchmarks import timing
 from benchmarks import winograd
 
 # (height = width, C_in, C_out) of GoogLeNet's 3x3 convolutions (REFERENCE.md section 1).
@@ -42,14 +42,7 @@ FLAGS = flags.FLAGS
 
 def median_ms(function, *args, reps: int) -> float:
   import jax
-  for _ in range(2):
-    jax.block_until_ready(function(*args))
-  times = []
-  for _ in range(reps):
-    start = time.perf_counter()
-    jax.block_until_ready(function(*args))
-    times.append(time.perf_counter() - start)
-  return round(sorted(times)[len(times) // 2] * 1e3, 1)
+  return round(timing.median_seconds(lambda: jax.block_until_ready(function(*args)), reps) * 1e3, 1)
 
 
 def measure_layer(batch: int, size: int, c_in: int, c_out: int, tiles: list[int],
@@ -74,36 +67,38 @@ def measure_layer(batch: int, size: int, c_in: int, c_out: int, tiles: list[int]
   x = jnp.asarray(rng.standard_normal((batch, size, size, c_in), np.float32))
   kernel = jnp.asarray(rng.standard_normal((3, 3, c_in, c_out), np.float32) / np.sqrt(9 * c_in))
   cotangent = jnp.asarray(rng.standard_normal((batch, size, size, c_out), np.float32))
-  reference = jit(winograd.direct_conv3x3)(x, kernel)
+  direct = jit(winograd.direct_conv3x3)
+  reference = direct(x, kernel)
   result = {
       "direct_gflop_fwd": round(2 * batch * size * size * 9 * c_in * c_out / 1e9, 2),
-      "direct_fwd": median_ms(jit(winograd.direct_conv3x3), x, kernel, reps=reps),
+      "direct_fwd": median_ms(direct, x, kernel, reps=reps),
       "direct_fwd_bwd": median_ms(jit(with_gradients(winograd.direct_conv3x3)), x, kernel,
                                   cotangent, reps=reps),
   }
+  tile_products = jit(winograd.tile_products)
   for m in tiles:
     def convolution(x, kernel, m=m):
       return winograd.winograd_conv3x3(x, kernel, m)
 
-    prefix = f"winograd{m}_"
-    v = jit(lambda x, m=m: winograd.input_transform(x, m))(x)
+    forward = jit(convolution)
+    input_transform = jit(lambda x, m=m: winograd.input_transform(x, m))
+    output_transform = jit(lambda p, m=m: winograd.output_transform(p, x.shape[:3], m))
+    v = input_transform(x)
     u = jit(lambda k, m=m: winograd.kernel_transform(k, m))(kernel)
-    products = jit(winograd.tile_products)(v, u)
+    products = tile_products(v, u)
     gemm_gflop = 2 * v.shape[0] * v.shape[1] * c_in * c_out / 1e9
-    gemm_ms = median_ms(jit(winograd.tile_products), v, u, reps=reps)
-    error = jnp.max(jnp.abs(jit(convolution)(x, kernel) - reference)) / jnp.max(jnp.abs(reference))
+    gemm_ms = median_ms(tile_products, v, u, reps=reps)
+    error = jnp.max(jnp.abs(forward(x, kernel) - reference)) / jnp.max(jnp.abs(reference))
+    prefix = f"winograd{m}_"
     result.update({
-        prefix + "fwd": median_ms(jit(convolution), x, kernel, reps=reps),
+        prefix + "fwd": median_ms(forward, x, kernel, reps=reps),
         prefix + "fwd_bwd": median_ms(jit(with_gradients(convolution)), x, kernel, cotangent,
                                       reps=reps),
-        prefix + "input_transform": median_ms(
-            jit(lambda x, m=m: winograd.input_transform(x, m)), x, reps=reps),
+        prefix + "input_transform": median_ms(input_transform, x, reps=reps),
         prefix + "tile_products": gemm_ms,
         prefix + "tile_products_gflop": round(gemm_gflop, 2),
         prefix + "tile_products_gflops_per_sec": round(gemm_gflop / gemm_ms * 1e3, 1),
-        prefix + "output_transform": median_ms(
-            jit(lambda p, m=m: winograd.output_transform(p, x.shape[:3], m)), products,
-            reps=reps),
+        prefix + "output_transform": median_ms(output_transform, products, reps=reps),
         prefix + "max_rel_error": float(f"{float(error):.2g}"),
     })
   return result
@@ -115,9 +110,10 @@ def main(argv):
   unknown = sorted(set(FLAGS.layers) - set(LAYERS))
   if unknown:
     raise app.UsageError(f"unknown --layers {unknown}; choose from {list(LAYERS)}")
+  unsupported = sorted(set(FLAGS.tiles) - {str(m) for m in winograd.TILE_SIZES})
+  if unsupported:  # before any compilation
+    raise app.UsageError(f"unsupported --tiles {unsupported}; choose from {list(winograd.TILE_SIZES)}")
   tiles = [int(m) for m in FLAGS.tiles]
-  for m in tiles:
-    winograd.matrices(m)  # a clear error for an unsupported tile before any compilation
   for name in FLAGS.layers:
     size, c_in, c_out = LAYERS[name]
     row = {"benchmark": "conv_algorithms", "layer": name, "batch": FLAGS.batch,

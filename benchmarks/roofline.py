@@ -23,12 +23,12 @@ update: memory-bound work) only adds time. This prints one JSON line with:
 from __future__ import annotations
 
 import json
-import time
 
 from absl import app
 from absl import flags
 
 from benchmarks import throughput
+from benchmarks.timing import median_seconds
 
 flags.DEFINE_float("target_ratio", 1.5, "Our images/sec over the peer's that is asked for.")
 flags.DEFINE_integer("gemm_reps", 10, "Timed calls per matmul shape.")
@@ -37,16 +37,6 @@ FLAGS = flags.FLAGS
 # (M, K, N): a large square GEMM, and 1x1 convolutions of GoogLeNet at batch 32 as matmuls
 # (conv2_reduce at 56x56, inception 3b's 1x1 at 28x28, 4b's at 14x14).
 GEMM_SHAPES = ((4096, 4096, 4096), (100352, 64, 64), (25088, 256, 128), (6272, 512, 160))
-
-
-def median_seconds(run, reps: int) -> float:
-  run()
-  times = []
-  for _ in range(reps):
-    start = time.perf_counter()
-    run()
-    times.append(time.perf_counter() - start)
-  return sorted(times)[len(times) // 2]
 
 
 def xla_gemm_gflops(dtype: str, reps: int) -> float:
