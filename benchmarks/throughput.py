@@ -79,7 +79,8 @@ def build_ours(variant: str, mode: str, batch: int, image_size: int, num_classes
   from train.step import make_train_step
 
   config = googlenet.get_config()
-  model = create_model(variant, num_classes=num_classes, dtype=dtype)
+  model = create_model(variant, num_classes=num_classes, dtype=dtype,
+                       kernels="auto" if cpu_fast_paths else "xla")
   rng = jax.random.key(0)
   init_rng, dropout_rng = jax.random.split(rng)
   shape = (batch, image_size, image_size, 3)
@@ -217,10 +218,7 @@ def main(argv):
   del argv
   import jax
 
-  from inception import conv, create_model, pooling
-  if not FLAGS.cpu_fast_paths:
-    pooling._FORCE_CUSTOM_VJP = False  # pylint: disable=protected-access
-    conv._FORCE_CPU_PATH = False  # pylint: disable=protected-access
+  from inception import create_model
 
   peer = None
   peer_info = {}

@@ -28,6 +28,9 @@ def get_config() -> ml_collections.ConfigDict:
       # bfloat16 is slower than float32 (train/compiler_options.py), and training warns.
       dtype="float32",
       param_dtype="float32",
+      # Op formulations: 'auto' uses the CPU-fast ones only in programs lowered for CPU and
+      # XLA's own on GPU/TPU (inception/kernels.py); 'cpu' or 'xla' forces one everywhere.
+      kernels="auto",
   ))
 
   config.data = input_pipeline.default_data_config()
@@ -70,6 +73,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.init_from = ""
   # Parameter subtrees (top-level names, e.g. "classifier") re-initialised instead of loaded.
   config.init_from_reinit = ()
-  # Multi-host: call jax.distributed.initialize() (TPU pods and SLURM/GPU clusters).
+  # Multi-host: call jax.distributed.initialize(). TPU pods, SLURM and Open MPI are detected;
+  # elsewhere set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID (train/host.py).
   config.distributed = False
   return config

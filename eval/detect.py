@@ -31,13 +31,11 @@ flags.mark_flags_as_required(["workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
+  from train.host import start_jax_process  # pylint: disable=g-import-not-at-top
   from train.reporting import quiet_orbax_info_logs  # pylint: disable=g-import-not-at-top
   quiet_orbax_info_logs()
-
-  # tf.data runs on the host; TensorFlow must not claim the accelerators JAX uses.
-  tf.config.experimental.set_visible_devices([], "GPU")
+  # Joins the multi-host runtime with --config.distributed=true (train/host.py).
+  start_jax_process(bool(FLAGS.config.get("distributed")))
   from detection import run  # pylint: disable=g-import-not-at-top
   try:
     run.run(FLAGS.config, FLAGS.workdir)

@@ -5,8 +5,9 @@ convolution (two thirds of GoogLeNet's convolutions) runs 2-5x faster forward as
 [N*H*W, Cin] x [Cin, Cout] matmul than as a convolution, and its kernel gradient 5-10x faster
 (XLA computes it as a convolution contracting the batch, plus two transposed copies of the
 operands); per conv+BN+ReLU layer, fwd+bwd, it is 1.4x faster (inception_3b/1x1: 27.7 vs 38.9 ms).
-This is an exact reformulation (the same sums, up to float rounding order), used only on the
-CPU backend: GPU and TPU convolution kernels are already fast in all three directions.
+This is an exact reformulation (the same sums, up to float rounding order), used only in
+programs lowered for CPU (`kernels='auto'`, see inception/kernels.py): GPU and TPU convolution
+kernels are already fast in all three directions.
 
 KxK convolutions stay XLA's own. (An im2col kernel gradient used to win here against the
 YNNPACK convolutions; with those switched off for training, see `train/compiler_options.py`,
@@ -17,22 +18,21 @@ Anything else (strides, padding, dilation, groups, other layouts) goes to
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+import functools
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-# Tests set this to force the CPU formulation (or the plain op) regardless of the backend.
-_FORCE_CPU_PATH: bool | None = None
+from inception import kernels as kernels_lib
 
 _NHWC_HWIO = ((0, 3, 1, 2), (3, 2, 0, 1), (0, 3, 1, 2))
 
 
-def use_cpu_path() -> bool:
-  if _FORCE_CPU_PATH is not None:
-    return _FORCE_CPU_PATH
-  return jax.default_backend() == "cpu"
+def for_kernels(kernels: str) -> Callable[..., jax.Array]:
+  """`conv_general_dilated` bound to a `kernels` choice, for nn.Conv's argument of that name."""
+  return functools.partial(conv_general_dilated, kernels=kernels_lib.check_kernels(kernels))
 
 
 def _is_nhwc_hwio(dimension_numbers: Any) -> bool:
@@ -46,22 +46,25 @@ def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides: Sequenc
                          rhs_dilation: Sequence[int] | None = None,
                          dimension_numbers: Any = None, feature_group_count: int = 1,
                          batch_group_count: int = 1, precision: Any = None,
-                         preferred_element_type: Any = None) -> jax.Array:
+                         preferred_element_type: Any = None, *, kernels: str = "auto"
+                         ) -> jax.Array:
   """Same signature and values as `lax.conv_general_dilated`; see the module docstring."""
   pointwise = (
-      use_cpu_path() and lhs.ndim == 4 and _is_nhwc_hwio(dimension_numbers)
+      kernels != "xla" and lhs.ndim == 4 and _is_nhwc_hwio(dimension_numbers)
       and rhs.shape[:2] == (1, 1) and tuple(window_strides) == (1, 1)
       and not isinstance(padding, str) and _no_padding(padding)
       and feature_group_count == 1 and batch_group_count == 1
       and all(d == 1 for d in (lhs_dilation or (1, 1))) and all(d == 1 for d in (rhs_dilation or (1, 1)))
       and preferred_element_type is None and lhs.dtype == rhs.dtype)
-  if pointwise:
-    return _pointwise(lhs, rhs, precision)
-  return lax.conv_general_dilated(
-      lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
-      dimension_numbers=dimension_numbers, feature_group_count=feature_group_count,
-      batch_group_count=batch_group_count, precision=precision,
-      preferred_element_type=preferred_element_type)
+  xla_conv = functools.partial(
+      lax.conv_general_dilated, window_strides=window_strides, padding=padding,
+      lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
+      feature_group_count=feature_group_count, batch_group_count=batch_group_count,
+      precision=precision, preferred_element_type=preferred_element_type)
+  if not pointwise:
+    return xla_conv(lhs, rhs)
+  return kernels_lib.select(kernels, functools.partial(_pointwise, precision=precision),
+                            xla_conv, lhs, rhs)
 
 
 def _no_padding(padding: Any) -> bool:

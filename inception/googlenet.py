@@ -51,6 +51,7 @@ class InceptionModule(nn.Module):
   channels: paper.InceptionChannels
   conv: Callable[..., ConvBlock]
   conv5x5_kernel: int = 5
+  pool: Callable[..., CeilMaxPool] = CeilMaxPool
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
@@ -61,7 +62,7 @@ class InceptionModule(nn.Module):
     branch3 = self.conv(c.reduce5x5, 1, name="5x5_reduce")(x, train=train)
     branch3 = self.conv(c.conv5x5, self.conv5x5_kernel, padding=self.conv5x5_kernel // 2,
                         name="5x5")(branch3, train=train)
-    branch4 = CeilMaxPool(3, 1, pad=1, name="pool")(x)
+    branch4 = self.pool(3, 1, pad=1, name="pool")(x)
     branch4 = self.conv(c.pool_proj, 1, name="pool_proj")(branch4, train=train)
     return jnp.concatenate([branch1, branch2, branch3, branch4], axis=-1)
 
@@ -123,6 +124,8 @@ class GoogLeNet(nn.Module):
   conv_bias_init: float = 0.2
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
+  # Op formulations: 'auto' picks per platform when lowered (inception/kernels.py).
+  kernels: str = "auto"
 
   @nn.compact
   def __call__(self, images: jax.Array, *, train: bool = False, return_features: bool = False):
@@ -130,25 +133,26 @@ class GoogLeNet(nn.Module):
     conv = functools.partial(
         ConvBlock, batch_norm=self.batch_norm, bn_momentum=self.bn_momentum,
         bn_epsilon=self.bn_epsilon, kernel_init=kernel_init, bias_init_value=self.conv_bias_init,
-        dtype=self.dtype, param_dtype=self.param_dtype)
+        dtype=self.dtype, param_dtype=self.param_dtype, kernels=self.kernels)
+    max_pool = functools.partial(CeilMaxPool, kernels=self.kernels)
     width = functools.partial(scale_channels, width=self.width)
     stem = paper.STEM_CHANNELS
 
     x = images.astype(self.dtype)
     x = conv(width(stem["conv1"]), 7, stride=2, padding=3, name="conv1")(x, train=train)
-    x = CeilMaxPool(3, 2, name="pool1")(x)
+    x = max_pool(3, 2, name="pool1")(x)
     if self.lrn:  # Caffe normalises after pool1 and after conv2, before pool2.
       x = LocalResponseNorm(name="norm1")(x)
     x = conv(width(stem["conv2_reduce"]), 1, name="conv2_reduce")(x, train=train)
     x = conv(width(stem["conv2"]), 3, padding=1, name="conv2")(x, train=train)
     if self.lrn:
       x = LocalResponseNorm(name="norm2")(x)
-    x = CeilMaxPool(3, 2, name="pool2")(x)
+    x = max_pool(3, 2, name="pool2")(x)
 
     def inception(tag: str, inputs: jax.Array) -> jax.Array:
       channels = paper.INCEPTION_CHANNELS[tag]
       scaled = paper.InceptionChannels(*(width(c) for c in dataclasses.astuple(channels)))
-      module = InceptionModule(scaled, conv, self.conv5x5_kernel, name=f"inception_{tag}")
+      module = InceptionModule(scaled, conv, self.conv5x5_kernel, max_pool, name=f"inception_{tag}")
       return module(inputs, train=train)
 
     aux_logits = []
@@ -163,7 +167,7 @@ class GoogLeNet(nn.Module):
 
     x = inception("3a", x)
     x = inception("3b", x)
-    x = CeilMaxPool(3, 2, name="pool3")(x)
+    x = max_pool(3, 2, name="pool3")(x)
     x = inception("4a", x)
     if run_aux:
       aux_head("4a", x)
@@ -173,7 +177,7 @@ class GoogLeNet(nn.Module):
     if run_aux:
       aux_head("4d", x)
     x = inception("4e", x)
-    x = CeilMaxPool(self.pool4_window, 2, name="pool4")(x)
+    x = max_pool(self.pool4_window, 2, name="pool4")(x)
     x = inception("5a", x)
     x = inception("5b", x)
 

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from inception.batch_norm import BatchNormReLU
-from inception.conv import conv_general_dilated
+from inception import conv as conv_lib
 from inception.lrn import local_response_norm
 from inception.pooling import max_pool_2d
 
@@ -63,6 +63,7 @@ class ConvBlock(nn.Module):
   bias_init_value: float = 0.2
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
+  kernels: str = "auto"
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
@@ -77,7 +78,7 @@ class ConvBlock(nn.Module):
         dtype=self.dtype,
         param_dtype=self.param_dtype,
         # Same parameters and values as lax's; 1x1 convs as matmuls on CPU (inception/conv.py).
-        conv_general_dilated=conv_general_dilated,
+        conv_general_dilated=conv_lib.for_kernels(self.kernels),
         name="conv",
     )(x)
     if self.batch_norm:
@@ -142,6 +143,7 @@ class CeilMaxPool(nn.Module):
   window: int
   stride: int
   pad: int = 0
+  kernels: str = "auto"
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -152,7 +154,8 @@ class CeilMaxPool(nn.Module):
         _ceil_padding(width, window_w, self.stride, self.pad),
     )
     # Same values as nn.max_pool; the gradient avoids XLA:CPU's slow select_and_scatter.
-    return max_pool_2d(x, (window_h, window_w), (self.stride, self.stride), padding)
+    return max_pool_2d(x, (window_h, window_w), (self.stride, self.stride), padding,
+                       kernels=self.kernels)
 
 
 def valid_avg_pool(x: jax.Array, window: Sequence[int], stride: int) -> jax.Array:

@@ -23,9 +23,9 @@ different order, a float32 rounding difference. Windows whose max is NaN pass no
 are all -inf a padding position may come first and its gradient is dropped, again exactly
 as select_and_scatter does.
 
-The custom VJP is used only on the CPU backend (`jax.default_backend() == 'cpu'`): GPU and TPU
-compilers have fast native select_and_scatter kernels, and this formulation has not been
-measured there.
+The custom VJP is used only in programs lowered for CPU (`kernels='auto'`, see
+inception/kernels.py): GPU and TPU compilers have fast native select_and_scatter kernels, and
+this formulation has not been measured there.
 """
 from __future__ import annotations
 
@@ -36,16 +36,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from inception import kernels as kernels_lib
+
 Padding = tuple[tuple[int, int], tuple[int, int]]
-
-# Tests set this to force the custom VJP (or the plain op) regardless of the backend.
-_FORCE_CUSTOM_VJP: bool | None = None
-
-
-def use_custom_vjp() -> bool:
-  if _FORCE_CUSTOM_VJP is not None:
-    return _FORCE_CUSTOM_VJP
-  return jax.default_backend() == "cpu"
 
 
 def max_pool_2d_plain(x: jax.Array, window: tuple[int, int], strides: tuple[int, int],
@@ -58,9 +51,11 @@ def max_pool_2d_plain(x: jax.Array, window: tuple[int, int], strides: tuple[int,
 
 
 def max_pool_2d(x: jax.Array, window: Sequence[int], strides: Sequence[int],
-                padding: Padding) -> jax.Array:
+                padding: Padding, *, kernels: str = "auto") -> jax.Array:
   """NHWC max pool, same values as `max_pool_2d_plain`, with the cheap backward on CPU.
 
+  `kernels` picks the formulation (inception/kernels.py): 'auto' uses the custom VJP in
+  programs lowered for CPU and XLA's select_and_scatter gradient elsewhere.
   Leading batch dimensions beyond one are flattened into the batch (vmap-free shapes such as
   [devices, batch, H, W, C] work); the pooled dims are always the last three but one.
   """
@@ -68,11 +63,12 @@ def max_pool_2d(x: jax.Array, window: Sequence[int], strides: Sequence[int],
   padding = tuple((int(lo), int(hi)) for lo, hi in padding)
   if x.ndim != 4:
     lead = x.shape[:-3]
-    pooled = max_pool_2d(x.reshape((-1,) + x.shape[-3:]), window, strides, padding)
+    pooled = max_pool_2d(x.reshape((-1,) + x.shape[-3:]), window, strides, padding,
+                         kernels=kernels)
     return pooled.reshape(lead + pooled.shape[1:])
-  if not use_custom_vjp():
-    return max_pool_2d_plain(x, window, strides, padding)
-  return _max_pool_first_max_vjp(x, window, strides, padding)
+  return kernels_lib.select(
+      kernels, lambda v: _max_pool_first_max_vjp(v, window, strides, padding),
+      lambda v: max_pool_2d_plain(v, window, strides, padding), x)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
@@ -169,8 +165,14 @@ def _computed_once(compute, *operands):
   slice of the pool backward: pool2/pool3's backward cost 93/79 ms in the step against 14/8
   ms alone. `lax.optimization_barrier` does not stop that (XLA:CPU drops it before fusion);
   a conditional's branches are separate computations, which fusion does not cross. Both
-  branches compute the same thing; the predicate (is the first element NaN?) only has to be
-  unknown at compile time, so that XLA keeps the conditional. Measured on the training step
+  branches compute the same thing; the predicate only has to be unknown at compile time, so
+  that XLA keeps the conditional. It is a constant hidden from constant folding by an
+  optimization barrier, not a value read from the data: under a sharded jit a scalar read
+  from a batch-sharded operand is an all-reduce, which put collectives inside these
+  conditionals; on several processes (gloo) those were matched out of order with the
+  gradient all-reduces ("Received data size doesn't match expected size") and the run
+  aborted (3 of 3 tries; 2 of 2 ran through with XLA's pool instead). The barrier makes no
+  collective and costs nothing. Measured on the training step
   (torchvision variant, batch 32, separate processes alternating), with the one-trip while
   loop this replaced: median 2032/2097 ms against 2152/2137 ms without, p90 2.04-2.16 s
   against 2.48-2.52 s. The conditional then beat the while loop, which needed its result
@@ -178,8 +180,8 @@ def _computed_once(compute, *operands):
   49.5-51.0 against 60.5-64.0 ms at 28x28x256, 23.0-23.1 against 26.8-28.9 ms at 14x14x512.
   The stride-1 backward as a whole runs the same way, for the reason given in `_backward`.
   """
-  first = operands[0].reshape(-1)[0]
-  return lax.cond(jnp.isnan(first), compute, compute, *operands)
+  opaque_false = lax.optimization_barrier(jnp.int32(0)) != 0
+  return lax.cond(opaque_false, compute, compute, *operands)
 
 
 def _offset_dtype(window):

@@ -7,6 +7,7 @@ from typing import Any, Mapping
 import jax.numpy as jnp
 
 from inception.googlenet import GoogLeNet
+from inception.kernels import check_kernels
 
 VARIANTS: dict[str, dict[str, Any]] = {
     # BVLC Caffe `bvlc_googlenet`: the paper's topology with LRN, true 5x5 kernels, biases
@@ -45,6 +46,7 @@ def create_model(variant: str = "paper", **overrides: Any) -> GoogLeNet:
   for key in _DTYPE_FIELDS:
     if isinstance(fields.get(key), str):
       fields[key] = jnp.dtype(fields[key])
+  check_kernels(fields.get("kernels", "auto"))
   if fields.get("aux_pool", "caffe") not in ("caffe", "adaptive"):
     raise ValueError(f"aux_pool must be 'caffe' or 'adaptive', got {fields['aux_pool']!r}.")
   return GoogLeNet(**fields)

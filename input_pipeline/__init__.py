@@ -15,9 +15,11 @@ from input_pipeline.pipeline import create_train_dataset
 from input_pipeline.pipeline import num_classes
 from input_pipeline.pipeline import num_examples
 from input_pipeline.sharding import per_host_batch_size
+from input_pipeline.to_jax import batch_sharding
 from input_pipeline.to_jax import prefetch_to_mesh
 
 __all__ = [
+    'batch_sharding',
     'create_eval_dataset',
     'create_train_dataset',
     'default_data_config',

@@ -8,6 +8,7 @@ import ml_collections
 
 NORMALIZATIONS = ('imagenet', 'caffe', 'unit')
 ON_CORRUPT_CHOICES = ('skip', 'raise')
+TRAIN_ORDERS = ('per_process', 'global')
 FOLDER_CHECKS = ('decode', 'header')
 
 
@@ -49,6 +50,15 @@ def default_data_config() -> ml_collections.ConfigDict:
   # Seeds the shuffle order and every random augmentation (stateless, per example), so a
   # run and its resumed continuation see identical batches.
   config.seed = 0
+  # How the training stream is divided between JAX processes (hosts):
+  #   'per_process': each process reads only its 1/P slice of the split (TFDS files, folder
+  #     list, digits indices) and shuffles it on its own: the least reading, the scalable
+  #     choice for ImageNet on a pod. The global batches then depend on the process count.
+  #   'global': every process walks the same global stream (one order for the whole split)
+  #     and decodes only its own rows of each global batch. The batches are the same for any
+  #     process count (a run resumed on another slice continues the same stream), at the cost
+  #     of every process reading every record. Identical to 'per_process' on one process.
+  config.train_order = 'per_process'
 
   # Inception crop (GoogLeNet paper, section 6): area uniform in [8%, 100%] of the image,
   # aspect ratio in [3/4, 4/3]; a centre crop when no sampled box fits.
@@ -87,6 +97,8 @@ def validate_data_config(config: ml_collections.ConfigDict) -> None:
 
   if config.normalization not in NORMALIZATIONS:
     fail('normalization', f'must be one of {NORMALIZATIONS}')
+  if config.train_order not in TRAIN_ORDERS:
+    fail('train_order', f'must be one of {TRAIN_ORDERS}')
   if config.on_corrupt not in ON_CORRUPT_CHOICES:
     fail('on_corrupt', f'must be one of {ON_CORRUPT_CHOICES}')
   if config.folder_check not in FOLDER_CHECKS:

@@ -6,6 +6,10 @@ decode + Inception crop + distortions in a parallel map -> batch (drop_remainder
 Because the order and every random choice are functions of the seed and the example's position
 in the stream, `start_step=k` reproduces exactly the batches k, k+1, ... of a fresh run, and
 the skipped examples are only read, never decoded (whole epochs are not even read).
+With `data.train_order='global'` the shard is the whole split, the seeds do not involve the
+process, the counter is the position in the global stream, and each process keeps only its
+rows of every global batch before decoding: the global batches do not depend on how many
+processes share them.
 
 Evaluation (per process): fixed order -> decode -> views -> mask True, then mask-False padding
 to the same number of batches on every process (big_vision's exact evaluation).
@@ -61,13 +65,17 @@ def create_train_dataset(data_config: ml_collections.ConfigDict, global_batch_si
   host_batch = sharding.per_host_batch_size(global_batch_size, process_count)
   seed = data_config.seed if seed is None else seed
   source = sources.get_source(data_config)
-  shard = source.shard(data_config.train_split, process_index, process_count)
+  global_order = data_config.train_order == 'global'
+  # In global order every process walks the stream of a single process and keeps its rows.
+  stream_index, stream_count = (0, 1) if global_order else (process_index, process_count)
+  stream_batch = global_batch_size if global_order else host_batch
+  shard = source.shard(data_config.train_split, stream_index, stream_count)
   if shard.num_examples == 0:
     raise ValueError(f'split {data_config.train_split!r} of {data_config.source!r} has no '
                      f'examples for process {process_index} of {process_count}')
 
-  shuffle_seed = _stream_seed(seed, process_index, _SHUFFLE_STREAM)
-  augment_seed = _stream_seed(seed, process_index, _AUGMENT_STREAM)
+  shuffle_seed = _stream_seed(seed, stream_index, _SHUFFLE_STREAM)
+  augment_seed = _stream_seed(seed, stream_index, _AUGMENT_STREAM)
   if data_config.cache:
     # Cache decoded full images, before any random choice, so every epoch re-augments them.
     decoded = shard.ordered().map(
@@ -77,13 +85,19 @@ def create_train_dataset(data_config: ml_collections.ConfigDict, global_batch_si
   else:
     epoch = shard.shuffled
 
-  first_example = start_step * host_batch
+  first_example = start_step * stream_batch
   first_epoch, offset_in_epoch = divmod(first_example, shard.num_examples)
   examples = tf.data.Dataset.range(first_epoch, _MAX_EPOCHS).flat_map(
       lambda epoch_index: epoch(tf.random.experimental.stateless_fold_in(shuffle_seed,
                                                                          epoch_index)))
   examples = examples.skip(offset_in_epoch)
   positions = tf.data.Dataset.counter(first_example)
+  stream = tf.data.Dataset.zip(positions, examples)
+  if global_order and process_count > 1:
+    # Rows [p * B, (p + 1) * B) of every global batch of G = P * B examples belong to process
+    # p; make_array_from_process_local_data puts them there. Dropped before decoding.
+    stream = stream.filter(
+        lambda position, _: (position // host_batch) % process_count == process_index)
 
   def augment(position, example):
     example_seed = tf.random.experimental.stateless_fold_in(augment_seed, position)
@@ -91,8 +105,7 @@ def create_train_dataset(data_config: ml_collections.ConfigDict, global_batch_si
                                                      data_config),
             'label': example['label']}
 
-  batches = tf.data.Dataset.zip(positions, examples).map(
-      augment, num_parallel_calls=tf.data.AUTOTUNE)
+  batches = stream.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
   if _may_hold_corrupt_files(data_config):
     # 'header' checks cannot see corrupt image data; drop such examples with a warning rather
     # than stopping a long run (the stream stays deterministic, it only loses those examples).

@@ -6,7 +6,9 @@ Two layouts, both orbax:
   * an exported model directory: `variables/` (params, batch_stats) plus `model.json`, the
     model section of the config that built it. Written by the weight importer; read by
     evaluation and by training's `init_from`.
-`load_model_variables` reads either, so every consumer takes a workdir or an export alike.
+`load_model_variables` reads either, so every consumer takes a workdir or an export alike,
+whatever the topology it was written on (8 devices, 2 processes, ...): arrays are restored
+replicated onto the devices of the reading process, never onto the writer's device layout.
 """
 from __future__ import annotations
 
@@ -27,8 +29,10 @@ def checkpoint_manager(workdir: str, *, max_to_keep: int = 3,
                        save_interval_steps: int = 1) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(
       max_to_keep=max_to_keep, save_interval_steps=save_interval_steps, create=True)
+  # The handler is named up front so that item metadata (shapes, dtypes) can be read before
+  # any restore: `replicated_target` builds the restore target from it.
   return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), CHECKPOINTS_SUBDIR),
-                               options=options)
+                               options=options, item_handlers=ocp.StandardCheckpointHandler())
 
 
 def save_model_variables(directory: str, variables: Mapping[str, Any],
@@ -48,12 +52,31 @@ def _to_numpy(tree: Any) -> Any:
   return jax.tree.map(np.asarray, tree)
 
 
-def load_model_variables(directory: str, *, use_ema: bool = False
+def _is_array_metadata(node: Any) -> bool:
+  return hasattr(node, "shape") and hasattr(node, "dtype")
+
+
+def replicated_target(tree_metadata: Any) -> Any:
+  """Abstract arrays of the saved shapes and dtypes, replicated over all current devices.
+
+  Restoring without a target makes orbax rebuild the writer's shardings, which fails when the
+  reader has other devices ("Topology mismatch"); a target on the current devices works from
+  any saved topology. Every process reads the whole (small: model variables) arrays.
+  """
+  mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ("all",))
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  tree = getattr(tree_metadata, "tree", tree_metadata)
+  return jax.tree.map(
+      lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=replicated) if _is_array_metadata(m) else m,
+      tree, is_leaf=_is_array_metadata)
+
+
+def load_model_variables(directory: str, *, use_ema: bool = False, step: int | None = None
                          ) -> tuple[dict[str, Any], dict[str, Any] | None]:
   """(variables, model_config) from an exported model or a training workdir.
 
-  From a workdir the latest checkpoint is used; `use_ema` picks the Polyak-averaged parameters.
-  model_config is None when the directory does not record it.
+  From a workdir the latest checkpoint is used, or `step`; `use_ema` picks the Polyak-averaged
+  parameters. model_config is None when the directory does not record it.
   """
   directory = os.path.abspath(directory)
   config_path = os.path.join(directory, MODEL_CONFIG_FILE)
@@ -63,14 +86,21 @@ def load_model_variables(directory: str, *, use_ema: bool = False
       model_config = json.load(f)
   exported = os.path.join(directory, VARIABLES_SUBDIR)
   if os.path.isdir(exported):
-    tree = ocp.StandardCheckpointer().restore(exported)
+    checkpointer = ocp.StandardCheckpointer()
+    target = replicated_target(checkpointer.metadata(exported).item_metadata)
+    tree = checkpointer.restore(exported, target)
     return _to_numpy({"params": tree["params"], "batch_stats": tree.get("batch_stats", {})}), model_config
   if os.path.isdir(os.path.join(directory, CHECKPOINTS_SUBDIR)):
     manager = checkpoint_manager(directory)
-    step = manager.latest_step()
     if step is None:
-      raise FileNotFoundError(f"{directory} holds no complete training checkpoint yet.")
-    state = manager.restore(step, args=ocp.args.StandardRestore())
+      step = manager.latest_step()
+      if step is None:
+        raise FileNotFoundError(f"{directory} holds no complete training checkpoint yet.")
+    elif step not in manager.all_steps():
+      raise FileNotFoundError(f"{directory} has no checkpoint of step {step}; it has "
+                              f"{sorted(manager.all_steps())}.")
+    state = manager.restore(
+        step, args=ocp.args.StandardRestore(replicated_target(manager.item_metadata(step))))
     params = state["ema_params"] if use_ema else state["params"]
     return _to_numpy({"params": params, "batch_stats": state.get("batch_stats", {})}), model_config
   raise FileNotFoundError(

@@ -29,9 +29,19 @@ _YNN_FUSION_TYPE = "xla_cpu_experimental_ynn_fusion_type"
 _YNN_WITHOUT_CONVOLUTIONS = "LIBRARY_FUSION_TYPE_DOT,LIBRARY_FUSION_TYPE_REDUCE"
 
 
-def train_step_options(backend: str | None = None) -> dict[str, str] | None:
-  """`compiler_options` for `jax.jit` of a training step on `backend` (default: JAX's)."""
-  if (backend or jax.default_backend()) != "cpu":
+def mesh_platform(mesh: jax.sharding.Mesh) -> str:
+  """The platform ('cpu', 'gpu', 'tpu') of the devices a program on `mesh` is compiled for."""
+  return mesh.devices.flat[0].platform
+
+
+def train_step_options(platform: str | None = None) -> dict[str, str] | None:
+  """`compiler_options` for `jax.jit` of a training step compiled for `platform`.
+
+  Pass the platform of the step's mesh (`mesh_platform`); None means JAX's default backend.
+  Compiler options are given when a program is compiled for its devices, so unlike the op
+  formulations (inception/kernels.py) they are never part of an exported program.
+  """
+  if (platform or jax.default_backend()) != "cpu":
     return None
   options = {_YNN_FUSION_TYPE: _YNN_WITHOUT_CONVOLUTIONS}
   return options if _compiler_accepts(tuple(options.items())) else None

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
@@ -23,6 +24,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 import input_pipeline
 from inception import create_model_from_config
+from inception.kernels import kernels_for_mesh
 from train import checkpoint, compiler_options, reporting, schedule
 from train.config_checks import check_config
 from train.init_from import load_initial_variables
@@ -36,7 +38,11 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class _StopRequest:
-  """Turns SIGTERM (preemption) and SIGINT (Ctrl-C) into a checkpoint-and-exit at a step end."""
+  """Turns SIGTERM (preemption) and SIGINT (Ctrl-C) into a checkpoint-and-exit at a step end.
+
+  The signal only sets a flag: when to stop is agreed by all processes (see `_StopVotes`).
+  A second signal, while a stop is already pending, ends the process at once.
+  """
 
   def __init__(self):
     self.signal_name: str | None = None
@@ -52,11 +58,43 @@ class _StopRequest:
 
   def _handle(self, signum, frame):
     del frame
+    if self.signal_name is not None:
+      signal.signal(signum, signal.SIG_DFL)
+      os.kill(os.getpid(), signum)
+      return
     self.signal_name = signal.Signals(signum).name
+    logging.warning("%s received: saving a checkpoint at a step all processes agree on, then "
+                    "stopping (a second signal stops at once, without saving).", self.signal_name)
 
   def __exit__(self, *exc):
     for sig, handler in self._previous.items():
       signal.signal(sig, handler)
+
+
+class _StopVotes:
+  """Agrees across processes on the step at which to stop.
+
+  Each step carries every device's vote (this process's stop flag) into the jitted step,
+  which returns their maximum, replicated: identical on every process. The loop reads the
+  result of step k - 1 after dispatching step k (so one step stays queued on the devices) and,
+  if any process voted to stop, every process stops after step k and saves that step. A
+  per-process decision would stop processes at different steps, one waiting in the
+  checkpoint's barrier and the other in a collective, forever.
+  """
+
+  def __init__(self, mesh: jax.sharding.Mesh):
+    self._sharding = input_pipeline.batch_sharding(mesh)
+    self._local_devices = len(self._sharding.addressable_devices)
+    self._previous: jax.Array | None = None
+
+  def ballot(self, stop: bool) -> jax.Array:
+    return jax.make_array_from_process_local_data(
+        self._sharding, np.full((self._local_devices,), stop, np.bool_))
+
+  def agreed_after(self, result: jax.Array) -> bool:
+    """True once the step before the one just dispatched returned a stop vote."""
+    previous, self._previous = self._previous, result
+    return previous is not None and bool(previous)
 
 
 def create_data_mesh() -> jax.sharding.Mesh:
@@ -131,6 +169,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   per_epoch = schedule.steps_per_epoch(num_train, config.batch_size)
 
   model = create_model_from_config(config.model)
+  model = model.clone(kernels=kernels_for_mesh(model.kernels, mesh.size))
   dtype_warning = compiler_options.compute_dtype_warning(config.model.dtype)
   if dtype_warning:
     logging.warning(dtype_warning)
@@ -160,9 +199,16 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       json.dump(config.model.to_dict(), f, indent=2, sort_keys=True)
 
   start_step = int(jax.device_get(state.step))
-  train_step = jax.jit(make_train_step(model, tx, learning_rate_fn, config, dropout_rng),
-                       donate_argnums=(0,), out_shardings=(replicated, replicated),
-                       compiler_options=compiler_options.train_step_options())
+  step_fn = make_train_step(model, tx, learning_rate_fn, config, dropout_rng)
+
+  def step_and_vote(state, batch, ballot):
+    return (*step_fn(state, batch), jnp.any(ballot))
+
+  train_step = jax.jit(step_and_vote, donate_argnums=(0,),
+                       out_shardings=(replicated, replicated, replicated),
+                       compiler_options=compiler_options.train_step_options(
+                           compiler_options.mesh_platform(mesh)))
+  votes = _StopVotes(mesh)
   eval_step = jax.jit(make_eval_step(model), out_shardings=replicated)
   writer = reporting.MetricWriter(workdir)
   dataset = input_pipeline.create_train_dataset(config.data, config.batch_size, seed=config.seed,
@@ -194,10 +240,12 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                config.model.variant, total_steps, total_steps / per_epoch, num_train,
                jax.device_count(), config.batch_size)
   try:
-    while step < total_steps and not stop.signal_name:
-      state, metrics = train_step(state, next(batches))
+    while step < total_steps:
+      state, metrics, stop_vote = train_step(state, next(batches),
+                                             votes.ballot(stop.signal_name is not None))
       pending.add(metrics)
       step += 1
+      stop_agreed = votes.agreed_after(stop_vote)
       interval_steps += 1
       if step % config.log_every_steps == 0 or step == total_steps:
         means = pending.drain(step, last_checkpoint)
@@ -210,9 +258,11 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         interval_start, interval_steps = time.time(), 0
       if step % config.checkpoint_every_steps == 0 and step < total_steps:
         last_checkpoint = save(step)
+      if stop_agreed:
+        stop_reason = stop.signal_name or "a signal to another process"
+        break
       if config.eval_every_steps > 0 and step % config.eval_every_steps == 0 and step < total_steps:
         run_eval(step)
-    stop_reason = stop.signal_name
     last_checkpoint = save(step)
     manager.wait_until_finished()
     if stop_reason:
@@ -231,6 +281,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       "wall_seconds": round(time.time() - start_time, 1),
       **{f"{name}_{metric}": values[metric] for name, values in eval_results.items()
          for metric in ("top1", "top5")},
+      "eval_images": int(eval_results["eval"]["count"]) if eval_results else 0,
+      "process_count": jax.process_count(),
   }
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "summary.json"), "w") as f:
