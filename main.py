@@ -18,7 +18,7 @@ def main(argv):
   from train.reporting import quiet_orbax_info_logs
   quiet_orbax_info_logs()
   config = FLAGS.config
-  start_jax_process(config.distributed)
+  start_jax_process(config.distributed, config.compilation_cache)
 
   import train
   try:

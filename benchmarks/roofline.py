@@ -28,31 +28,12 @@ from absl import app
 from absl import flags
 
 from benchmarks import throughput
+from benchmarks.peaks import GEMM_SHAPES, xla_gemm_gflops
 from benchmarks.timing import median_seconds
 
 flags.DEFINE_float("target_ratio", 1.5, "Our images/sec over the peer's that is asked for.")
 flags.DEFINE_integer("gemm_reps", 10, "Timed calls per matmul shape.")
 FLAGS = flags.FLAGS
-
-# (M, K, N): a large square GEMM, and 1x1 convolutions of GoogLeNet at batch 32 as matmuls
-# (conv2_reduce at 56x56, inception 3b's 1x1 at 28x28, 4b's at 14x14).
-GEMM_SHAPES = ((4096, 4096, 4096), (100352, 64, 64), (25088, 256, 128), (6272, 512, 160))
-
-
-def xla_gemm_gflops(dtype: str, reps: int) -> float:
-  """XLA's best median matmul rate over GEMM_SHAPES (float32 accumulation for bfloat16)."""
-  import jax
-  import jax.numpy as jnp
-
-  best = 0.0
-  for m, k, n in GEMM_SHAPES:
-    a = jnp.ones((m, k), dtype)
-    b = jnp.ones((k, n), dtype)
-    matmul = jax.jit(lambda a, b: jnp.dot(a, b, preferred_element_type=jnp.float32))
-    seconds = median_seconds(lambda: matmul(a, b).block_until_ready(), reps)
-    best = max(best, 2 * m * k * n / seconds / 1e9)
-  return best
-
 
 def torch_gemm_gflops(dtype: str, reps: int) -> float:
   import torch

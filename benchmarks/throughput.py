@@ -5,7 +5,10 @@
 
 Prints one JSON line: images/sec in steady state (batch / median step time, compilation and
 `--warmup` steps excluded), the step time's median, p10 and p90 in ms, compile seconds, the
+step's FLOPs from XLA's cost analysis and the achieved FLOP/s, utilisation against the
+device's peak (benchmarks/peaks.py on GPU/TPU; XLA's measured matmul peak on CPU), the
 device kind, and the 1-minute load average before and after (the machine may be shared).
+Runs on any backend: on a GPU or TPU, `--dtype=bfloat16 --batch=256` is the usual setting.
 
 What is timed for ours:
   * train: the real training step, `train.step.make_train_step` with the real optimizer
@@ -57,9 +60,38 @@ flags.DEFINE_boolean("cpu_fast_paths", True, "Use the CPU max-pool VJP, matmul 1
                      "(inception/batch_norm.py) is not CPU-specific and stays on.")
 flags.DEFINE_integer("peer_threads", 0, "torch.set_num_threads; 0 keeps torch's default "
                      "(the number of cores).")
+flags.DEFINE_integer("peak_gemm_reps", 5, "On CPU: timed calls per shape when measuring XLA's "
+                     "matmul peak for the utilisation figure; 0 skips it.")
 FLAGS = flags.FLAGS
 
 Step = Callable[[], None]
+
+
+def utilisation(flops_per_step: float, step_seconds: float, device_kind: str, backend: str,
+                dtype: str, gemm_reps: int) -> dict:
+  """Achieved FLOP/s and its share of the device's peak (benchmarks/peaks.py).
+
+  Accelerators: the vendor's dense bfloat16 peak per chip (a float32 step is still set
+  against it, as TF32/bf16 units are what it could use). CPU: XLA's measured matmul peak
+  in `dtype` (benchmarks.roofline), taken after the timed steps.
+  """
+  from benchmarks import peaks
+
+  achieved = flops_per_step / step_seconds
+  result = {"achieved_tflops_per_sec": round(achieved / 1e12, 4)}
+  if backend == "cpu":
+    if gemm_reps <= 0:
+      return result
+    peak, source = peaks.xla_gemm_gflops(dtype, gemm_reps) * 1e9, f"XLA matmul peak measured here ({dtype})"
+  else:
+    known = peaks.peak_for(device_kind)
+    if known is None:
+      result["peak_source"] = f"no peak known for {device_kind!r} (benchmarks/peaks.py)"
+      return result
+    peak, source = known
+  result.update({"peak_tflops_per_sec": round(peak / 1e12, 4), "peak_source": source,
+                 "utilisation": round(achieved / peak, 4)})
+  return result
 
 
 def build_ours(variant: str, mode: str, batch: int, image_size: int, num_classes: int,
@@ -249,6 +281,8 @@ def main(argv):
       "device_kind": jax.devices()[0].device_kind, "backend": jax.default_backend(),
       "jax": jax.__version__, "cpus": os.cpu_count(),
   }
+  result.update(utilisation(flops, ours["step_ms_median"] / 1e3, result["device_kind"],
+                            result["backend"], FLAGS.dtype, FLAGS.peak_gemm_reps))
   if peer:
     result.update(summarise(times["peer_"], FLAGS.batch, "peer_"))
     result.update(peer_info)

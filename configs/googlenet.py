@@ -76,4 +76,7 @@ def get_config() -> ml_collections.ConfigDict:
   # Multi-host: call jax.distributed.initialize(). TPU pods, SLURM and Open MPI are detected;
   # elsewhere set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID (train/host.py).
   config.distributed = False
+  # JAX's persistent compilation cache, so a resumed or repeated run skips XLA compilation:
+  # 'auto' (~/.cache/googlenet_jax/xla, or under $XDG_CACHE_HOME), 'off', or a directory.
+  config.compilation_cache = "auto"
   return config

@@ -55,7 +55,7 @@ def main(argv):
   from train.host import start_jax_process  # pylint: disable=g-import-not-at-top
 
   config = FLAGS.config
-  start_jax_process(bool(config.get('distributed')))
+  start_jax_process(bool(config.get('distributed')), config.get('compilation_cache', 'off'))
   try:
     models = classification.load_models(FLAGS.models, use_ema=FLAGS.params == 'ema')
     results = classification.evaluate(

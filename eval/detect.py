@@ -35,7 +35,8 @@ def main(argv):
   from train.reporting import quiet_orbax_info_logs  # pylint: disable=g-import-not-at-top
   quiet_orbax_info_logs()
   # Joins the multi-host runtime with --config.distributed=true (train/host.py).
-  start_jax_process(bool(FLAGS.config.get("distributed")))
+  start_jax_process(bool(FLAGS.config.get("distributed")),
+                    FLAGS.config.get("compilation_cache", "off"))
   from detection import run  # pylint: disable=g-import-not-at-top
   try:
     run.run(FLAGS.config, FLAGS.workdir)

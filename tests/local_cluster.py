@@ -74,6 +74,8 @@ class LocalCluster:
         "JAX_PLATFORMS": "cpu",
         "JAX_NUM_CPU_DEVICES": str(self.devices_per_process),
         "PYTHONUNBUFFERED": "1",
+        # Tests must not fill (or be sped up by) the user's compilation cache.
+        "XDG_CACHE_HOME": os.path.join(self.log_dir, "cache"),
     })
     # The device count of a parent test process (conftest's XLA_FLAGS) must not leak in.
     flags = [f for f in env.get("XLA_FLAGS", "").split()

@@ -23,3 +23,16 @@ def test_budget_sets_the_flop_floor_against_the_target():
 
 def test_budget_without_a_peer_is_only_the_floor():
   assert roofline.budget(100.0, 200.0, peer_step_ms=None, target_ratio=1.5) == {"floor_ms": 500.0}
+
+
+def test_peak_table_knows_the_usual_accelerators():
+  from benchmarks import peaks
+  assert peaks.peak_for("NVIDIA H100 80GB HBM3")[0] == 989e12
+  assert peaks.peak_for("NVIDIA H100 PCIe")[0] == 756e12
+  assert peaks.peak_for("NVIDIA A100-SXM4-40GB")[0] == 312e12
+  assert peaks.peak_for("TPU v5 lite")[0] == 197e12
+  assert peaks.peak_for("TPU v5")[0] == 459e12
+  assert peaks.peak_for("TPU v4")[0] == 275e12
+  assert peaks.peak_for("cpu") is None
+  result = throughput.utilisation(2e12, 0.01, "NVIDIA H100 80GB HBM3", "gpu", "bfloat16", 0)
+  assert result["utilisation"] == pytest.approx(200e12 / 989e12, abs=1e-4)

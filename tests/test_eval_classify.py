@@ -26,6 +26,7 @@ def get_config():
   config.eval_every_steps = -1
   config.checkpoint_every_steps = 10
   config.log_every_steps = 10
+  config.compilation_cache = "off"  # keep the user's cache out of the test run
   return config
 '''
 
