@@ -12,3 +12,18 @@ os.environ.setdefault(
     "XLA_FLAGS", "--xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0")
 # TensorFlow must never grab an accelerator that JAX wants, and its C++ logging is noise here.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# The suite compiles the same small programs many times (every in-process training run compiles
+# its init, train and eval steps afresh). JAX's persistent compilation cache, the one the
+# binaries use (train/host.py), in a directory of this session only, compiles each once.
+import atexit  # pylint: disable=g-import-not-at-top,wrong-import-position
+import shutil  # pylint: disable=g-import-not-at-top,wrong-import-position
+import tempfile  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+_CACHE_DIR = tempfile.mkdtemp(prefix="googlenet_test_xla_cache_")
+atexit.register(shutil.rmtree, _CACHE_DIR, True)
+jax.config.update("jax_compilation_cache_dir", _CACHE_DIR)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
