@@ -3,7 +3,7 @@
 Vendor figures for dense (not 2:4 sparse) bfloat16 matrix math; a step's utilisation is its
 achieved FLOP/s (XLA's cost analysis over the measured step time) divided by this. On CPU
 there is no vendor figure that XLA reaches: `benchmarks.throughput` measures XLA's matmul
-peak there instead (`benchmarks.roofline.xla_gemm_gflops`).
+peak there instead (`xla_gemm_gflops` below, also used by benchmarks.roofline).
 """
 from __future__ import annotations
 

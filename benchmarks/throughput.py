@@ -73,7 +73,7 @@ def utilisation(flops_per_step: float, step_seconds: float, device_kind: str, ba
 
   Accelerators: the vendor's dense bfloat16 peak per chip (a float32 step is still set
   against it, as TF32/bf16 units are what it could use). CPU: XLA's measured matmul peak
-  in `dtype` (benchmarks.roofline), taken after the timed steps.
+  in `dtype` (benchmarks/peaks.py), taken after the timed steps.
   """
   from benchmarks import peaks
 
@@ -82,7 +82,8 @@ def utilisation(flops_per_step: float, step_seconds: float, device_kind: str, ba
   if backend == "cpu":
     if gemm_reps <= 0:
       return result
-    peak, source = peaks.xla_gemm_gflops(dtype, gemm_reps) * 1e9, f"XLA matmul peak measured here ({dtype})"
+    peak = peaks.xla_gemm_gflops(dtype, gemm_reps) * 1e9
+    source = f"XLA matmul peak measured here ({dtype})"
   else:
     known = peaks.peak_for(device_kind)
     if known is None:

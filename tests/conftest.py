@@ -20,10 +20,8 @@ import atexit  # pylint: disable=g-import-not-at-top,wrong-import-position
 import shutil  # pylint: disable=g-import-not-at-top,wrong-import-position
 import tempfile  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+from train.host import enable_compilation_cache  # pylint: disable=wrong-import-position
 
 _CACHE_DIR = tempfile.mkdtemp(prefix="googlenet_test_xla_cache_")
 atexit.register(shutil.rmtree, _CACHE_DIR, True)
-jax.config.update("jax_compilation_cache_dir", _CACHE_DIR)
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+enable_compilation_cache(_CACHE_DIR)

@@ -66,9 +66,12 @@ def replicated_target(tree_metadata: Any) -> Any:
   mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ("all",))
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   tree = getattr(tree_metadata, "tree", tree_metadata)
-  return jax.tree.map(
-      lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=replicated) if _is_array_metadata(m) else m,
-      tree, is_leaf=_is_array_metadata)
+  def abstract(node):
+    if not _is_array_metadata(node):
+      return node
+    return jax.ShapeDtypeStruct(node.shape, node.dtype, sharding=replicated)
+
+  return jax.tree.map(abstract, tree, is_leaf=_is_array_metadata)
 
 
 def load_model_variables(directory: str, *, use_ema: bool = False, step: int | None = None
