@@ -6,7 +6,9 @@ Workdir layout:
     detection/            report.md, metrics.json, detections.json, images/*.png
 Every stage is resumable: proposals come from the on-disk cache, a finished classifier resumes
 at its last step (train_and_evaluate), so rerunning the command only redoes detection.
-Detection runs in one process (training itself is the multi-host training system).
+On several JAX processes (--config.distributed=true) each process computes selective search
+and scores regions for its own images and every process ends with all detections; process 0
+alone writes the region records and the report (detection/multihost.py).
 """
 from __future__ import annotations
 
@@ -22,24 +24,58 @@ from absl import logging
 from detection import config as config_lib
 from detection import datasets
 from detection import metrics
+from detection import multihost
 from detection import proposals as proposals_lib
 from detection import regions
 from detection import report
 from detection import scoring
 
 
-def _proposals_for(split, cache: proposals_lib.ProposalCache, name: str) -> list[np.ndarray]:
+def _proposals_for(split, cache: proposals_lib.ProposalCache, name: str,
+                   cache_counts: dict[str, int]) -> list[np.ndarray]:
+  """Every image's proposals on every process; each process computes its own images' share."""
   start, hits, misses = time.time(), cache.hits, cache.misses
-  boxes = []
-  for index in range(len(split)):
-    boxes.append(cache.get(split.image(index)))
-    if (index + 1) % 200 == 0:
-      logging.info("proposals %s: %d/%d images (%.1fs)", name, index + 1, len(split),
-                   time.time() - start)
+  local_count = len(multihost.local_indices(len(split)))
+  done = 0
+
+  def compute(index):
+    nonlocal done
+    done += 1
+    if done % 200 == 0:
+      logging.info("proposals %s: %d/%d of this process's images (%.1fs)", name, done,
+                   local_count, time.time() - start)
+    return cache.get(split.image(index))
+
+  boxes = multihost.compute_and_share(len(split), compute, columns=4)
+  hits, misses = multihost.sum_over_processes([cache.hits - hits, cache.misses - misses])
+  cache_counts["hits"] += hits
+  cache_counts["misses"] += misses
   logging.info("proposals %s: %d images in %.1fs (%d from the cache, %d computed), %.1f per image",
-               name, len(split), time.time() - start, cache.hits - hits, cache.misses - misses,
+               name, len(split), time.time() - start, hits, misses,
                np.mean([len(b) for b in boxes]) if boxes else 0.0)
   return boxes
+
+
+def _write_region_records(region_dir: str, settings: regions.RegionSettings, class_names,
+                          splits: dict[str, tuple]) -> None:
+  stats = {name: regions.prepare_region_split(split, proposals,
+                                              os.path.join(region_dir, f"{name}.tfrecord"), settings)
+           for name, (split, proposals) in splits.items()}
+  regions.write_manifest(region_dir, class_names=class_names, settings=settings, split_stats=stats)
+  logging.info("region records: %s", json.dumps(stats))
+
+
+def _write_report(out: str, summary: dict, result: metrics.DetectionMetrics, notes, title: str,
+                  detections: metrics.Detections, test_split, class_names, section) -> None:
+  os.makedirs(out, exist_ok=True)
+  with open(os.path.join(out, "report.md"), "w") as f:
+    f.write(report.markdown_table(result, title=title, notes=notes))
+  with open(os.path.join(out, "metrics.json"), "w") as f:
+    json.dump(summary, f, indent=2)
+  report.write_detections_json(os.path.join(out, "detections.json"), detections, test_split,
+                               class_names, {"dataset": section.dataset, "split": section.test_split})
+  report.write_visualisations(os.path.join(out, "images"), test_split, detections, class_names,
+                              section.num_visualized, section.visualize_min_score)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -72,23 +108,20 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   settings = proposals_lib.ProposalSettings.from_config(section.proposals)
   cache = proposals_lib.ProposalCache(section.proposals.cache_dir, settings)
   mark = time.time()
-  test_proposals = _proposals_for(test_split, cache, "test")
+  cache_counts = {"hits": 0, "misses": 0}  # over all processes
+  test_proposals = _proposals_for(test_split, cache, "test", cache_counts)
   region_settings = regions.RegionSettings.from_config(section.regions)
   region_dir = os.path.join(workdir, "regions")
   if training:
     train_split = splits["train"]
-    train_proposals = _proposals_for(train_split, cache, "train")
+    train_proposals = _proposals_for(train_split, cache, "train", cache_counts)
     timings["proposals"] = time.time() - mark
     mark = time.time()
-    stats = {"train": regions.prepare_region_split(train_split, train_proposals,
-                                                   os.path.join(region_dir, "train.tfrecord"),
-                                                   region_settings),
-             "test": regions.prepare_region_split(test_split, test_proposals,
-                                                  os.path.join(region_dir, "test.tfrecord"),
-                                                  region_settings)}
-    regions.write_manifest(region_dir, class_names=class_names, settings=region_settings,
-                           split_stats=stats)
-    logging.info("region records: %s", json.dumps(stats))
+    if multihost.is_leader():
+      _write_region_records(region_dir, region_settings, class_names,
+                            {"train": (train_split, train_proposals),
+                             "test": (test_split, test_proposals)})
+    multihost.barrier("region records written")
     timings["region_records"] = time.time() - mark
     mark = time.time()
     for index, model_dir in enumerate(model_dirs):
@@ -117,19 +150,18 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   timings["total"] = time.time() - start
   load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
-  out = os.path.join(workdir, "detection")
-  os.makedirs(out, exist_ok=True)
   summary = {
       **result.to_dict(),
       "proposal_recall_iou50": recall, "proposal_gt_boxes": num_gt,
       "proposals_per_image": mean_proposals,
-      "proposal_cache": {"hits": cache.hits, "misses": cache.misses},
+      "proposal_cache": cache_counts,
       "num_test_images": len(test_split), "num_detections": int(len(detections.scores)),
       "ensemble": members, "use_ema": section.use_ema,
       "annotation_report": {name: split.report.to_dict() for name, split in splits.items()},
       "seconds": {k: round(v, 1) for k, v in timings.items()},
       "load_average_1min_at_end": load,
       "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
+      "process_count": jax.process_count(),
   }
   notes = [f"Proposals: selective search fast, superpixel scale x{settings.superpixel_scale} "
            f"(k={settings.k}), {mean_proposals:.1f} per image; recall (IoU >= 0.5) "
@@ -139,15 +171,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
            "Wall time: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items())
            + f"; 1-min load average at the end {load:.1f} on {os.cpu_count()} CPUs."]
   title = f"Detection on {section.dataset} ({section.test_split}, {len(test_split)} images)"
-  with open(os.path.join(out, "report.md"), "w") as f:
-    f.write(report.markdown_table(result, title=title, notes=notes))
-  with open(os.path.join(out, "metrics.json"), "w") as f:
-    json.dump(summary, f, indent=2)
-  report.write_detections_json(os.path.join(out, "detections.json"), detections, test_split,
-                               class_names, {"dataset": section.dataset, "split": section.test_split})
-  report.write_visualisations(os.path.join(out, "images"), test_split, detections, class_names,
-                              section.num_visualized, section.visualize_min_score)
-  logging.info("mAP@0.5: VOC07 %.4f, VOC10+ %.4f, COCO AP50 %.4f; proposal recall %.4f; %.0fs. "
-               "Report: %s", result.map_voc07, result.map_voc10, result.map_coco_ap50, recall,
-               timings["total"], os.path.join(out, "report.md"))
+  out = os.path.join(workdir, "detection")
+  if multihost.is_leader():
+    _write_report(out, summary, result, notes, title, detections, test_split, class_names, section)
+    logging.info("mAP@0.5: VOC07 %.4f, VOC10+ %.4f, COCO AP50 %.4f; proposal recall %.4f; %.0fs. "
+                 "Report: %s", result.map_voc07, result.map_voc10, result.map_coco_ap50, recall,
+                 timings["total"], os.path.join(out, "report.md"))
   return summary

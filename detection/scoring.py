@@ -6,8 +6,8 @@ then greedy NMS per class at IoU 0.3 and a cap on detections per image.
 
 Regions are warped in tf.data (all proposals of an image in one crop_and_resize, the same
 warp and normalisation as in training), batched to a fixed size with mask-False padding so one
-compiled forward serves every batch, and sharded over the device mesh like training batches.
-Inference runs in a single process (all detections end up on that host).
+compiled forward serves every batch, and sharded over the device mesh like training batches. On several processes each warps its own
+images' regions and every process receives every score (see `score_proposals`).
 """
 from __future__ import annotations
 
@@ -34,12 +34,18 @@ from train import checkpoint
 
 
 def region_batches(split, proposals: Sequence[np.ndarray], crop_size: int, context_padding: int,
-                   normalization: str, batch_size: int) -> tf.data.Dataset:
-  """Batches {'image': normalised float32 [B, S, S, 3], 'image_index', 'proposal_index', 'mask'}."""
+                   normalization: str, batch_size: int, image_indices: Sequence[int] | None = None,
+                   num_batches: int | None = None) -> tf.data.Dataset:
+  """Batches {'image': normalised float32 [B, S, S, 3], 'image_index', 'proposal_index', 'mask'}.
+
+  The regions of `image_indices` (default: every image), padded with mask False to
+  `num_batches` batches (default: as few as hold them all).
+  """
   fill = warp.fill_pixel(normalization)
+  image_indices = range(len(split)) if image_indices is None else image_indices
 
   def generate():
-    for index in range(len(split)):
+    for index in image_indices:
       if len(proposals[index]):
         yield index, split.encoded(index), np.asarray(proposals[index], np.float32)
 
@@ -53,10 +59,11 @@ def region_batches(split, proposals: Sequence[np.ndarray], crop_size: int, conte
   dataset = tf.data.Dataset.from_generator(generate, output_signature=(
       tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.string), tf.TensorSpec([None, 4], tf.float32)))
   dataset = dataset.map(warp_image, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
-  total = sum(len(p) for p in proposals)
+  if num_batches is None:
+    num_batches = max(1, math.ceil(sum(len(proposals[i]) for i in image_indices) / batch_size))
   padding = {"image": tf.zeros([crop_size, crop_size, 3], tf.float32),
              "image_index": tf.constant(0, tf.int32), "proposal_index": tf.constant(0, tf.int32)}
-  dataset = sharding.pad_with_mask(dataset, padding, max(1, math.ceil(total / batch_size)) * batch_size)
+  dataset = sharding.pad_with_mask(dataset, padding, num_batches * batch_size)
   return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
@@ -84,20 +91,40 @@ def _predictor(model_config_json: str, mesh: jax.sharding.Mesh):
                  out_shardings=NamedSharding(mesh, PartitionSpec()))
 
 
+@functools.lru_cache(maxsize=8)
+def _to_every_process(mesh: jax.sharding.Mesh):
+  """A sharded batch -> the whole batch on every device, so every process can read all rows."""
+  return jax.jit(lambda tree: tree, out_shardings=NamedSharding(mesh, PartitionSpec()))
+
+
 def score_proposals(split, proposals: Sequence[np.ndarray], classifiers: Sequence[tuple[dict, Any]],
                     crop_size: int, context_padding: int, normalization: str, batch_size: int,
                     mesh: jax.sharding.Mesh) -> list[np.ndarray]:
-  """Per image, float32 [P, num_classes + 1]: softmax averaged over the ensemble."""
+  """Per image, float32 [P, num_classes + 1]: softmax averaged over the ensemble.
+
+  `batch_size` regions per forward pass over all processes. Each process warps the regions
+  of its own images (every process_count-th one); the global batch's outputs reach every
+  process, so all end with every image's scores. Processes run the same number of batches
+  (computed from the proposal counts, which every process holds), padding with mask False.
+  """
+  process_count = jax.process_count()
+  host_batch = sharding.per_host_batch_size(batch_size, process_count, mesh.devices.size)
+  shards = [sharding.process_indices(len(split), p, process_count) for p in range(process_count)]
+  largest = max(sum(len(proposals[i]) for i in shard) for shard in shards)
+  num_batches = max(1, math.ceil(largest / host_batch))
   replicated = NamedSharding(mesh, PartitionSpec())
   members = [(_predictor(json.dumps(model_config, sort_keys=True), mesh),
               jax.device_put(variables, replicated)) for model_config, variables in classifiers]
   num_outputs = classifiers[0][0]["num_classes"]
   scores = [np.zeros((len(p), num_outputs), np.float32) for p in proposals]
-  dataset = region_batches(split, proposals, crop_size, context_padding, normalization, batch_size)
+  dataset = region_batches(split, proposals, crop_size, context_padding, normalization, host_batch,
+                           shards[jax.process_index()], num_batches)
+  gather = _to_every_process(mesh)
   for batch in input_pipeline.prefetch_to_mesh(dataset.as_numpy_iterator(), mesh):
-    probabilities = sum(predict(variables, batch["image"]) for predict, variables in members)
-    probabilities = np.asarray(jax.device_get(probabilities)) / len(members)
-    where = jax.device_get({k: batch[k] for k in ("image_index", "proposal_index", "mask")})
+    probabilities = sum(np.asarray(predict(variables, batch["image"]))
+                        for predict, variables in members) / len(members)
+    where = jax.tree.map(np.asarray, gather(
+        {k: batch[k] for k in ("image_index", "proposal_index", "mask")}))
     for row in np.flatnonzero(where["mask"]):
       scores[where["image_index"][row]][where["proposal_index"][row]] = probabilities[row]
   return scores

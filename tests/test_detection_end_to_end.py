@@ -12,22 +12,36 @@ from train import checkpoint
 pytest.importorskip("cv2.ximgproc", reason="needs opencv-contrib-python-headless")
 
 
+# A few synthetic images, a tiny classifier for 3 steps: flat `--config.` overrides, so that
+# tests/test_multiprocess.py can run the same setting through `python -m eval.detect`.
+TINY_OVERRIDES = {
+    "model.width": 0.125,
+    "model.aux_heads": False,  # smaller graph, faster compile
+    "data.image_size": 16,
+    "batch_size": 16,  # one image's 16 regions; divisible by the 8 simulated devices
+    "eval_batch_size": 64,
+    "num_train_steps": 3,
+    "log_every_steps": 1,
+    "checkpoint_every_steps": 100,
+    "detection.synthetic.num_train": 4,
+    "detection.synthetic.num_test": 3,
+    "detection.synthetic.image_size": 64,
+    "detection.synthetic.min_size": 14.0,
+    "detection.synthetic.max_size": 30.0,
+    "detection.regions.context_padding": 1,
+    "detection.inference_batch_size": 64,
+    "detection.num_visualized": 2,
+}
+
+
 def tiny_config(cache_dir):
   config = rcnn_synthetic.get_config()
-  config.model.width = 0.125
-  config.model.aux_heads = False  # smaller graph, faster compile
-  config.data.image_size = 16
-  config.batch_size = 16  # one image's 16 regions; divisible by the 8 simulated devices
-  config.eval_batch_size = 64
-  config.num_train_steps = 3
-  config.log_every_steps = 1
-  config.checkpoint_every_steps = 100
-  det = config.detection
-  det.synthetic.update(dict(num_train=4, num_test=3, image_size=64, min_size=14.0, max_size=30.0))
-  det.regions.context_padding = 1
-  det.proposals.cache_dir = str(cache_dir)
-  det.inference_batch_size = 64
-  det.num_visualized = 2
+  for key, value in {**TINY_OVERRIDES, "detection.proposals.cache_dir": str(cache_dir)}.items():
+    *sections, field = key.split(".")
+    node = config
+    for section in sections:
+      node = node[section]
+    node[field] = value
   return config
 
 

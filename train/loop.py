@@ -221,10 +221,18 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   eval_results: dict[str, dict[str, float]] = {}
   stop_reason = None
 
+  saved_step = latest
+
   def save(step: int) -> str:
+    nonlocal saved_step
     pending.drain(step, last_checkpoint)  # never checkpoint parameters after a NaN
-    if step != manager.latest_step():  # a finished run restarted has nothing new to save
+    # Skips a step already saved (a stop right after a periodic save; a finished run restarted).
+    # Decided from this loop's own record, never from manager.latest_step(): that depends on
+    # whether this process's asynchronous save has finished yet, so processes could disagree
+    # and one would enter the save's barrier alone.
+    if step != saved_step:
       manager.save(step, args=ocp.args.StandardSave(state), force=True)
+      saved_step = step
     return f"{manager.directory}/{step}"
 
   def run_eval(step: int) -> None:
