@@ -9,6 +9,7 @@ sharding, resume).
 from __future__ import annotations
 
 import ml_collections
+from ml_collections import config_dict
 
 from detection import datasets
 from detection import proposals
@@ -18,7 +19,7 @@ def default_detection_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   # 'synthetic' (embedded, offline), 'tfds:<name>' (e.g. 'tfds:voc/2007'), 'voc:<root>'.
   config.dataset = "synthetic"
-  config.data_dir = None  # TFDS data_dir
+  config.data_dir = config_dict.placeholder(str)  # TFDS data_dir; typed so it can be overridden
   config.train_split = "train"  # VOC2007: 'trainval'
   config.test_split = "test"
   # Class names of a VOC folder (empty: the 20 PASCAL VOC classes).

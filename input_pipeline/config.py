@@ -5,6 +5,7 @@ the ConfigDict, so a misspelt key (`--config.data.crop_ares_range=...`) is rejec
 silently ignored. `validate_data_config` turns bad values into errors that name the field.
 """
 import ml_collections
+from ml_collections import config_dict
 
 NORMALIZATIONS = ('imagenet', 'caffe', 'unit')
 ON_CORRUPT_CHOICES = ('skip', 'raise')
@@ -22,7 +23,7 @@ def default_data_config() -> ml_collections.ConfigDict:
   config.source = 'digits'
   # TFDS data_dir (None: TFDS default, $TFDS_DATA_DIR or ~/tensorflow_datasets). ImageNet's
   # tar files go in <data_dir>/downloads/manual.
-  config.data_dir = None
+  config.data_dir = config_dict.placeholder(str)  # typed None: --config.data.data_dir=DIR works
   # Split names per source: digits 'train'/'test'; folder 'train'/'val' (or 'all');
   # TFDS the dataset's own names, e.g. imagenet2012 and imagenette 'train'/'validation',
   # cifar10 'train'/'test'; TFDS slicing such as 'train[:90%]' works too.
