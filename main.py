@@ -1,7 +1,13 @@
 """Entry point: python main.py --config=configs/googlenet.py --workdir=DIR [--config.x=y ...]
 
 Starting again with the same workdir resumes from its latest checkpoint.
+
+Exit status: 0 when the run is complete; 75 when SIGTERM or Ctrl-C stopped it after saving a
+checkpoint (run the same command again to resume; schedulers should requeue); 1 with a
+one-line `error: ...` for a problem to fix (config, data, workdir), the traceback in the log.
 """
+import sys
+
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -9,6 +15,16 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard logs and summary.json.")
 config_flags.DEFINE_config_file("config", "configs/digits.py", "Training config file.", lock_config=True)
 flags.mark_flags_as_required(["workdir"])
+
+
+def parse_flags(argv):
+  """absl's parser, with config-override mistakes (an unknown --config.key) as one line."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as error:
+    raise SystemExit(f"error: {error}\nPass --helpfull to see the flags.") from None
+  except (AttributeError, KeyError, TypeError, ValueError) as error:
+    raise SystemExit(f"error: a --config override could not be applied: {error}") from None
 
 
 def main(argv):
@@ -22,13 +38,15 @@ def main(argv):
 
   import train
   try:
-    train.train_and_evaluate(config, FLAGS.workdir)
-  except (ValueError, train.NonFiniteLossError) as error:
+    summary = train.train_and_evaluate(config, FLAGS.workdir)
+  except (ValueError, OSError, train.NonFiniteLossError, train.WorkdirBusyError) as error:
     logging.exception("Run stopped")  # the traceback, for when the message is not enough
     raise SystemExit(f"error: {error}") from None
+  if summary["stopped_by"]:
+    sys.exit(train.PREEMPTED_EXIT_CODE)
 
 
 if __name__ == "__main__":
   import host_allocator
   host_allocator.reexec_with_allocator_settings()  # XLA:CPU buffers without page faults
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

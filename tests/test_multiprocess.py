@@ -21,7 +21,7 @@ import pytest
 
 from configs import digits
 from tests.local_cluster import REPO_ROOT, LocalCluster
-from train import checkpoint, train_and_evaluate
+from train import PREEMPTED_EXIT_CODE, checkpoint, train_and_evaluate
 
 DEVICES_PER_PROCESS = 4
 OVERRIDES = {
@@ -87,8 +87,8 @@ def preempted_run(tmp_path_factory):
 def test_preempted_processes_save_the_same_step(preempted_run):
   workdir, results, _ = preempted_run
   logs = [r.log for r in results]
-  # Same exit status as a single-process preemption: the run returns after saving.
-  assert [r.returncode for r in results] == [0, 0], "\n".join(logs)
+  # Same exit status as a single-process preemption (main.py): saved, requeue me.
+  assert [r.returncode for r in results] == [PREEMPTED_EXIT_CODE] * 2, "\n".join(logs)
   steps = [stopped_step(log) for log in logs]
   assert steps[0] == steps[1] >= 3
   assert checkpoint.checkpoint_manager(str(workdir)).latest_step() == steps[0]

@@ -7,6 +7,7 @@ interrupted-and-resumed run ends with the parameters of an uninterrupted one.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -20,17 +21,25 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec
 
 import input_pipeline
 from inception import create_model_from_config
 from inception.kernels import kernels_for_mesh
-from train import checkpoint, compiler_options, reporting, schedule
+from train import checkpoint, compiler_options, reporting, resume, schedule
 from train.config_checks import check_config
 from train.init_from import load_initial_variables
 from train.optim import create_optimizer
 from train.state import TrainState, create_train_state
 from train.step import make_eval_step, make_train_step
+from train.workdir_lock import WorkdirBusyError, WorkdirLock
+
+
+# Exit status of a run stopped by SIGTERM/SIGINT after saving its checkpoint (sysexits.h
+# EX_TEMPFAIL, "try again later"): not success, so schedulers requeue it; not 1, the status of
+# an error, which would fail the same way again.
+PREEMPTED_EXIT_CODE = 75
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -46,6 +55,7 @@ class _StopRequest:
 
   def __init__(self):
     self.signal_name: str | None = None
+    self.first_step_done = False
     self._previous = {}
 
   def __enter__(self):
@@ -64,7 +74,10 @@ class _StopRequest:
       return
     self.signal_name = signal.Signals(signum).name
     logging.warning("%s received: saving a checkpoint at a step all processes agree on, then "
-                    "stopping (a second signal stops at once, without saving).", self.signal_name)
+                    "stopping (a second signal stops at once, without saving).%s",
+                    self.signal_name, "" if self.first_step_done else
+                    " The run is still starting (XLA compiles the training step, which can take "
+                    "minutes): the checkpoint is written right after the first step.")
 
   def __exit__(self, *exc):
     for sig, handler in self._previous.items():
@@ -147,15 +160,52 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   SIGTERM/SIGINT at any point, compilation included, end the run with a checkpoint.
   """
-  with _StopRequest() as stop:
-    return _train_and_evaluate(config, workdir, stop)
-
-
-def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                        stop: _StopRequest) -> dict[str, Any]:
-  start_time = time.time()
   check_config(config)
+  with _StopRequest() as stop, _hold_workdir(workdir), _open_manager(config, workdir) as manager:
+    return _train_and_evaluate(config, workdir, stop, manager)
+
+
+@contextlib.contextmanager
+def _open_manager(config: ml_collections.ConfigDict, workdir: str):
+  manager = checkpoint.checkpoint_manager(workdir, max_to_keep=config.keep_checkpoints)
+  try:
+    yield manager
+  finally:
+    # Every exit (done, stopped, NaN, error) lets the saves in flight finish and closes the
+    # manager, so the checkpoint a message names is on disk when the process ends.
+    manager.wait_until_finished()
+    manager.close()
+
+
+@contextlib.contextmanager
+def _hold_workdir(workdir: str):
+  """The workdir lock (train/workdir_lock.py), held by process 0 for the whole job."""
+  lock = WorkdirLock(workdir) if jax.process_index() == 0 else None
+  error = None
+  if lock is not None:
+    try:
+      lock.acquire()
+    except WorkdirBusyError as busy:
+      error = busy
+  if jax.process_count() > 1:  # every process stops if process 0 could not take the lock
+    busy = bool(multihost_utils.broadcast_one_to_all(np.int32(error is not None)))
+    if busy and error is None:
+      error = WorkdirBusyError(f"{workdir} is in use by another run (see process 0's log).")
+  if error is not None:
+    raise error
+  try:
+    yield
+  finally:
+    if lock is not None:
+      lock.release()
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: _StopRequest,
+                        manager: ocp.CheckpointManager) -> dict[str, Any]:
+  start_time = time.time()
   workdir = os.path.abspath(workdir)
+  if manager.all_steps():  # before any compilation: a foreign model fails in seconds
+    resume.check_same_model(workdir, config.model.to_dict())
   mesh = create_data_mesh()
   input_pipeline.per_host_batch_size(config.batch_size, jax.process_count(), jax.device_count())
   input_pipeline.per_host_batch_size(config.eval_batch_size, jax.process_count(), jax.device_count())
@@ -185,13 +235,14 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     return create_train_state(variables, tx)
 
   state = jax.jit(init_state, out_shardings=replicated)(init_rng)
-  manager = checkpoint.checkpoint_manager(workdir, max_to_keep=config.keep_checkpoints)
-  latest = manager.latest_step()
-  if latest is not None:
+  latest = None
+  if manager.all_steps():
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
-    state = manager.restore(latest, args=ocp.args.StandardRestore(abstract))
-    logging.info("Resumed from %s at step %d.", manager.directory, latest)
-  elif config.init_from:
+    restored, latest = resume.restore_newest_good(manager, abstract)
+    if latest is not None:
+      state = restored
+      logging.info("Resumed from %s at step %d.", manager.directory, latest)
+  if latest is None and config.init_from:
     state = load_initial_variables(state, config, tx, replicated)
   if jax.process_index() == 0:
     os.makedirs(workdir, exist_ok=True)
@@ -255,14 +306,21 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       step += 1
       stop_agreed = votes.agreed_after(stop_vote)
       interval_steps += 1
+      if not stop.first_step_done:
+        # Rates and ETAs leave the first step out: it includes XLA's compilation.
+        jax.block_until_ready(metrics)
+        logging.info("First step done in %.1f s (XLA compilation included).",
+                     time.time() - interval_start)
+        stop.first_step_done = True
+        interval_start, interval_steps = time.time(), 0
       if step % config.log_every_steps == 0 or step == total_steps:
         means = pending.drain(step, last_checkpoint)
         elapsed = time.time() - interval_start
-        images_per_sec = interval_steps * config.batch_size / elapsed
+        images_per_sec = interval_steps * config.batch_size / elapsed if interval_steps else None
         reporting.log_train_line(step, total_steps, step / per_epoch, means, images_per_sec,
-                                 elapsed / interval_steps)
+                                 elapsed / interval_steps if interval_steps else None)
         writer.write_scalars(step, {f"train/{k}": v for k, v in means.items()}
-                             | {"train/images_per_sec": images_per_sec})
+                             | ({"train/images_per_sec": images_per_sec} if interval_steps else {}))
         interval_start, interval_steps = time.time(), 0
       if step % config.checkpoint_every_steps == 0 and step < total_steps:
         last_checkpoint = save(step)

@@ -48,10 +48,13 @@ def format_eta(seconds: float) -> str:
 
 
 def log_train_line(step: int, total_steps: int, epoch: float, metrics: Mapping[str, float],
-                   images_per_sec: float, seconds_per_step: float) -> None:
-  eta = (total_steps - step) * seconds_per_step
+                   images_per_sec: float | None, seconds_per_step: float | None) -> None:
+  """One progress line; rate and ETA are None when no step after compilation has been timed."""
+  if seconds_per_step is None:
+    speed = "rate after the next steps (the first one compiled)"
+  else:
+    speed = f"{images_per_sec:.1f} img/s ETA {format_eta((total_steps - step) * seconds_per_step)}"
   logging.info(
-      "step %d/%d epoch %.2f | loss %.4f top1 %.3f top5 %.3f lr %.5f grad_norm %.3f | "
-      "%.1f img/s ETA %s", step, total_steps, epoch, metrics["loss"], metrics["top1"],
-      metrics["top5"], metrics["learning_rate"], metrics["grad_norm"], images_per_sec,
-      format_eta(eta))
+      "step %d/%d epoch %.2f | loss %.4f top1 %.3f top5 %.3f lr %.5f grad_norm %.3f | %s",
+      step, total_steps, epoch, metrics["loss"], metrics["top1"], metrics["top5"],
+      metrics["learning_rate"], metrics["grad_norm"], speed)

@@ -1,0 +1,187 @@
+"""Nothing lost, nothing silent: a held workdir, saves finished on every exit, damaged and
+foreign checkpoints, signals and exit statuses, one-line errors for user mistakes."""
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from tests.local_cluster import REPO_ROOT
+from tests.test_train_loop import tiny_config
+from train import NonFiniteLossError, WorkdirBusyError, checkpoint
+from train import resume, train_and_evaluate, workdir_lock
+
+
+@pytest.fixture
+def live_process():
+  child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+  yield child
+  child.kill()
+  child.wait()
+
+
+def write_lock(workdir, pid, host=None, age=0.0):
+  os.makedirs(workdir, exist_ok=True)
+  path = os.path.join(workdir, workdir_lock.LOCK_FILE)
+  with open(path, "w") as f:
+    json.dump({"host": host or socket.gethostname(), "pid": pid, "started": "earlier"}, f)
+  if age:
+    then = time.time() - age
+    os.utime(path, (then, then))
+  return path
+
+
+def test_second_run_on_a_held_workdir_stops_at_once_naming_the_holder(tmp_path, live_process):
+  write_lock(tmp_path, live_process.pid)
+  start = time.time()
+  with pytest.raises(WorkdirBusyError, match=rf"process {live_process.pid} on host "
+                     rf"{re.escape(socket.gethostname())}"):
+    train_and_evaluate(tiny_config(2), str(tmp_path))
+  assert time.time() - start < 5  # before any data, model or compilation
+  assert not os.path.exists(tmp_path / "checkpoints")
+
+
+def test_lock_of_a_dead_process_or_a_silent_host_is_taken_over(tmp_path, live_process):
+  live_process.kill()
+  live_process.wait()
+  path = write_lock(tmp_path / "dead_pid", live_process.pid)
+  with workdir_lock.WorkdirLock(str(tmp_path / "dead_pid")):
+    with open(path) as f:
+      assert json.load(f)["pid"] == os.getpid()
+  assert not os.path.exists(path)  # released on exit
+
+  # Another host: alive as long as its heartbeat is recent.
+  fresh = write_lock(tmp_path / "other_host", 12345, host="elsewhere", age=10)
+  with pytest.raises(WorkdirBusyError, match="process 12345 on host elsewhere"):
+    workdir_lock.WorkdirLock(str(tmp_path / "other_host")).acquire()
+  silent = workdir_lock.STALE_AFTER_SECONDS + 60
+  write_lock(tmp_path / "other_host", 12345, host="elsewhere", age=silent)
+  with workdir_lock.WorkdirLock(str(tmp_path / "other_host")):
+    with open(fresh) as f:
+      assert json.load(f)["host"] == socket.gethostname()
+
+
+def test_nan_stop_leaves_the_checkpoint_it_names_complete(tmp_path):
+  config = tiny_config(40)
+  config.base_learning_rate = 1e9  # diverges at once (loss NaN at step 3 when written)
+  config.log_every_steps = 1
+  config.checkpoint_every_steps = 1  # so a save is in flight when the NaN is seen
+  with pytest.raises(NonFiniteLossError, match="last good checkpoint") as raised:
+    train_and_evaluate(config, str(tmp_path))
+  named = re.search(r"last good checkpoint is (\S+?)\.", str(raised.value)).group(1)
+  checkpoints = tmp_path / "checkpoints"
+  if named.startswith("none"):
+    pytest.skip("diverged before the first checkpoint; nothing in flight to check")
+  # Right when the exception arrives: the named step is on disk, finished, and restorable.
+  assert not [p for p in os.listdir(checkpoints) if "tmp" in p], os.listdir(checkpoints)
+  step = int(os.path.basename(named))
+  assert checkpoint.checkpoint_manager(str(tmp_path)).latest_step() == step
+  variables, _ = checkpoint.load_model_variables(str(tmp_path))
+  assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(variables))
+
+
+def small_checkpoints(directory, steps=(1, 2)):
+  manager = checkpoint.checkpoint_manager(str(directory))
+  for step in steps:
+    state = {"weights": jnp.full((64,), float(step)), "count": jnp.asarray(step)}
+    manager.save(step, args=ocp.args.StandardSave(state))
+  manager.wait_until_finished()
+  manager.close()
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
+
+
+@pytest.mark.parametrize("damage", ["truncated_arrays", "empty_step_dir", "only_tmp_subdir"])
+def test_damaged_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, damage, caplog):
+  abstract = small_checkpoints(tmp_path)
+  steps_dir = tmp_path / "checkpoints"
+  if damage == "truncated_arrays":
+    bad = 2
+    for root, _, files in os.walk(steps_dir / "2"):
+      for name in files:
+        if os.sep + "d" == root[-2:]:
+          path = os.path.join(root, name)
+          os.truncate(path, os.path.getsize(path) // 2)
+  else:
+    bad = 3
+    os.makedirs(steps_dir / "3")
+    if damage == "only_tmp_subdir":
+      os.makedirs(steps_dir / "3" / "default.orbax-checkpoint-tmp-1795304352")
+  manager = checkpoint.checkpoint_manager(str(tmp_path))
+  with caplog.at_level("WARNING"):
+    state, step = resume.restore_newest_good(manager, abstract)
+  manager.close()
+  expected = 1 if damage == "truncated_arrays" else 2
+  assert step == expected and float(state["weights"][0]) == expected
+  assert f"Checkpoint {steps_dir}/{bad} cannot be restored" in caplog.text
+  # Set aside, not deleted; orbax no longer sees it.
+  assert [p for p in os.listdir(steps_dir) if p.startswith(f"{bad}.damaged-")]
+  assert checkpoint.checkpoint_manager(str(tmp_path)).latest_step() == expected
+
+
+def test_no_restorable_checkpoint_is_an_error_that_moves_nothing(tmp_path):
+  small_checkpoints(tmp_path, steps=(1,))
+  other = {"something_else": jax.ShapeDtypeStruct((3,), jnp.float32)}
+  manager = checkpoint.checkpoint_manager(str(tmp_path))
+  with pytest.raises(ValueError, match="No checkpoint in .* can be restored"):
+    resume.restore_newest_good(manager, other)
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["1"]
+
+
+def test_resuming_with_another_model_names_the_fields(tmp_path):
+  config = tiny_config(1)
+  (tmp_path / "checkpoints" / "1").mkdir(parents=True)
+  with open(tmp_path / checkpoint.MODEL_CONFIG_FILE, "w") as f:
+    json.dump({**config.model.to_dict(), "width": 0.25}, f)
+  config.model.width = 0.5
+  with pytest.raises(ValueError, match=r"model.width: 0.25 in the workdir, 0.5 now.*"
+                     r"--config.model.width=0.25"):
+    train_and_evaluate(config, str(tmp_path))
+
+
+def run_main(*args, timeout=120):
+  env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "", "JAX_NUM_CPU_DEVICES": "1"}
+  return subprocess.run([sys.executable, "main.py", *args], cwd=REPO_ROOT, env=env,
+                        capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def test_user_mistakes_end_in_one_line_errors(tmp_path):
+  a_file = tmp_path / "a_file"
+  a_file.write_text("not a directory")
+  done = run_main("--config=configs/digits.py", f"--workdir={a_file}")
+  assert done.returncode == 1
+  assert done.stderr.strip().splitlines()[-1].startswith(f"error: --workdir={a_file} cannot be used")
+
+  done = run_main("--config=configs/digits.py", f"--workdir={tmp_path / 'w'}",
+                  "--config.modle.width=0.5")
+  assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+  assert "error: a --config override could not be applied" in done.stderr
+  assert "modle" in done.stderr
+
+
+def test_second_signal_stops_at_once():
+  # The stop handler of the training loop, in a child that sleeps instead of training.
+  script = ("import os, signal, time\n"
+            "from train.loop import _StopRequest\n"
+            "with _StopRequest() as stop:\n"
+            "  os.kill(os.getpid(), signal.SIGINT)\n"
+            "  print('first', stop.signal_name, flush=True)\n"
+            "  os.kill(os.getpid(), signal.SIGINT)\n"
+            "  time.sleep(30)\n"
+            "  print('second signal ignored', flush=True)\n")
+  env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
+  start = time.time()
+  done = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, env=env,
+                        capture_output=True, text=True, timeout=60, check=False)
+  assert "first SIGINT" in done.stdout and "ignored" not in done.stdout
+  assert done.returncode == -signal.SIGINT and time.time() - start < 25
+  assert "still starting" in done.stderr  # no step had run: the log says compilation waits
+
