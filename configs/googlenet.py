@@ -62,6 +62,9 @@ def get_config() -> ml_collections.ConfigDict:
   # Polyak averaging: ema <- d * ema + (1 - d) * params after every step, with
   # d = min(ema_decay, (1 + step) / (10 + step)) (train/state.py: ema_decay_at).
   config.ema_decay = 0.9999
+  # Average the BatchNorm moving statistics too (TF's Inception training did, with
+  # tf.moving_average_variables()); False evaluates the EMA weights with the raw statistics.
+  config.ema_batch_stats = True
   config.grad_clip_norm = 0.0  # 0 disables clipping
 
   config.seed = 0

@@ -1,8 +1,9 @@
-"""Schedule, EMA, losses, optimizer masks and config checks of the training system."""
+"""Schedule, EMA (of weights and BatchNorm statistics), losses, optimizer masks and config checks of the training system."""
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from flax import linen as nn
 import optax
 import pytest
 
@@ -10,8 +11,8 @@ from configs import digits, googlenet
 from train import schedule
 from train.config_checks import check_config
 from train.optim import create_optimizer
-from train.state import ema_decay_at, polyak_update
-from train.step import total_loss
+from train.state import create_train_state, ema_decay_at, polyak_update
+from train.step import make_train_step, total_loss
 
 
 def test_paper_schedule_is_staircase_by_epoch():
@@ -108,3 +109,38 @@ def test_unknown_model_field_is_named():
   config.model.widht = 0.5
   with pytest.raises(ValueError, match="widht"):
     check_config(config)
+
+
+class _TinyBatchNormNet(nn.Module):
+  """Just enough model for the train step: BatchNorm statistics and logits, no aux heads."""
+
+  @nn.compact
+  def __call__(self, images, train):
+    features = nn.BatchNorm(use_running_average=not train, momentum=0.5)(
+        images.reshape(images.shape[0], -1))
+    return nn.Dense(10)(features), ()
+
+
+@pytest.mark.parametrize("average_batch_stats", [True, False])
+def test_ema_model_averages_the_batchnorm_statistics(average_batch_stats):
+  config = digits.get_config()
+  config.ema_decay = 0.5
+  config.ema_batch_stats = average_batch_stats
+  model = _TinyBatchNormNet()
+  images = jax.random.normal(jax.random.key(0), (8, 4, 4, 3)) * 3.0 + 1.0
+  batch = {"image": images, "label": jnp.arange(8) % 10}
+  tx = optax.sgd(0.1)
+  state = create_train_state(model.init(jax.random.key(1), images, train=False), tx)
+  step = jax.jit(make_train_step(model, tx, lambda s: 0.1, config, jax.random.key(2)))
+  previous = state
+  for _ in range(3):
+    previous, state = state, step(state, batch)[0]
+  decay = ema_decay_at(previous.step, config.ema_decay)
+  for ema_old, raw, ema_new in zip(jax.tree.leaves(previous.ema_batch_stats),
+                                   jax.tree.leaves(state.batch_stats),
+                                   jax.tree.leaves(state.ema_batch_stats)):
+    expected = decay * ema_old + (1 - decay) * raw if average_batch_stats else raw
+    np.testing.assert_allclose(ema_new, expected, rtol=1e-6)
+    # The moving statistics move every step, so their average lags behind them.
+    assert average_batch_stats != bool(np.allclose(ema_new, raw))
+  assert state.ema_variables["batch_stats"] is state.ema_batch_stats

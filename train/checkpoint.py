@@ -105,7 +105,10 @@ def load_model_variables(directory: str, *, use_ema: bool = False, step: int | N
     state = manager.restore(
         step, args=ocp.args.StandardRestore(replicated_target(manager.item_metadata(step))))
     params = state["ema_params"] if use_ema else state["params"]
-    return _to_numpy({"params": params, "batch_stats": state.get("batch_stats", {})}), model_config
+    batch_stats = state.get("batch_stats", {})
+    if use_ema and "ema_batch_stats" in state:  # absent from checkpoints before the field existed
+      batch_stats = state["ema_batch_stats"]
+    return _to_numpy({"params": params, "batch_stats": batch_stats}), model_config
   raise FileNotFoundError(
       f"{directory} is neither an exported model (expected {VARIABLES_SUBDIR}/ and "
       f"{MODEL_CONFIG_FILE}) nor a training workdir (expected {CHECKPOINTS_SUBDIR}/).")

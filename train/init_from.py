@@ -54,5 +54,6 @@ def load_initial_variables(state: TrainState, config: ml_collections.ConfigDict,
                                 "batch_stats")
   logging.info("Initialised from %s (re-initialised: %s).", config.init_from, reinit or "nothing")
   new_state = state.replace(params=params, batch_stats=batch_stats, opt_state=tx.init(params),
-                            ema_params=jax.tree.map(np.copy, params))
+                            ema_params=jax.tree.map(np.copy, params),
+                            ema_batch_stats=jax.tree.map(np.copy, batch_stats))
   return jax.device_put(new_state, sharding)

@@ -7,12 +7,14 @@ tried: a damaged latest checkpoint costs the steps since the one before, never t
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
 from typing import Any, Mapping
 
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from absl import logging
 from jax.experimental import multihost_utils
@@ -53,6 +55,31 @@ def _set_aside(manager: ocp.CheckpointManager, step: int) -> str:
   return target
 
 
+# TrainState fields added after checkpoints had been written, and how to fill them from an
+# older checkpoint.
+_ADDED_FIELDS = {
+    "ema_batch_stats": lambda state: jax.tree.map(jnp.copy, state.batch_stats),
+}
+
+
+def _restore(manager: ocp.CheckpointManager, step: int, abstract_state: Any) -> Any:
+  saved = getattr(manager.item_metadata(step), "tree", None)
+  missing = [name for name in _ADDED_FIELDS
+             if isinstance(saved, Mapping) and name not in saved and hasattr(abstract_state, name)]
+  if not missing:
+    return manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+  # The saved fields only, as a dict (orbax compares the target's structure with the saved one).
+  target = {field.name: getattr(abstract_state, field.name)
+            for field in dataclasses.fields(abstract_state) if field.name not in missing}
+  restored = manager.restore(step, args=ocp.args.StandardRestore(target))
+  state = abstract_state.replace(**restored)
+  for name in missing:
+    logging.info("Checkpoint %s/%d predates TrainState.%s; filled from the saved state.",
+                 manager.directory, step, name)
+    state = state.replace(**{name: _ADDED_FIELDS[name](state)})
+  return state
+
+
 def restore_newest_good(manager: ocp.CheckpointManager, abstract_state: Any
                         ) -> tuple[Any, int | None]:
   """(state, step) of the newest checkpoint that restores, or (None, None) if there is none.
@@ -63,7 +90,7 @@ def restore_newest_good(manager: ocp.CheckpointManager, abstract_state: Any
   failures = []
   for step in sorted(manager.all_steps(), reverse=True):
     try:
-      state = manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+      state = _restore(manager, step, abstract_state)
     except Exception as error:  # pylint: disable=broad-except  # orbax/tensorstore raise many kinds
       text = (str(error).splitlines() or [""])[0][:300]
       failures.append((step, f"{type(error).__name__}: {text}"))

@@ -17,6 +17,10 @@ class TrainState:
   opt_state: optax.OptState
   # Polyak average of the parameters (paper section 6), used for the final model.
   ema_params: Any
+  # The BatchNorm statistics that go with ema_params: their Polyak average (as TF's Inception
+  # training averaged tf.moving_average_variables() beside the weights), or a copy of
+  # batch_stats with config.ema_batch_stats=False. Empty for the LRN (`paper`) variant.
+  ema_batch_stats: Any
 
   @property
   def variables(self) -> dict[str, Any]:
@@ -24,8 +28,7 @@ class TrainState:
 
   @property
   def ema_variables(self) -> dict[str, Any]:
-    # BatchNorm statistics are already running averages; the EMA model shares them.
-    return {"params": self.ema_params, "batch_stats": self.batch_stats}
+    return {"params": self.ema_params, "batch_stats": self.ema_batch_stats}
 
 
 def polyak_update(ema_params: Any, params: Any, decay: float | jax.Array) -> Any:
@@ -50,4 +53,5 @@ def create_train_state(variables: dict[str, Any], tx: optax.GradientTransformati
       batch_stats=variables.get("batch_stats", {}),
       opt_state=tx.init(params),
       ema_params=jax.tree.map(jnp.copy, params),
+      ema_batch_stats=jax.tree.map(jnp.copy, variables.get("batch_stats", {})),
   )

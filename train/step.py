@@ -69,12 +69,16 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
     (loss, (logits, parts, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates_tx, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates_tx)
+    batch_stats = updates.get("batch_stats", state.batch_stats)
+    decay = ema_decay_at(state.step, config.ema_decay)
     new_state = state.replace(
         step=state.step + 1,
         params=params,
-        batch_stats=updates.get("batch_stats", state.batch_stats),
+        batch_stats=batch_stats,
         opt_state=opt_state,
-        ema_params=polyak_update(state.ema_params, params, ema_decay_at(state.step, config.ema_decay)),
+        ema_params=polyak_update(state.ema_params, params, decay),
+        ema_batch_stats=(polyak_update(state.ema_batch_stats, batch_stats, decay)
+                         if config.ema_batch_stats else batch_stats),
     )
     metrics = {
         "loss": loss,
