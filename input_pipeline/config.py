@@ -34,8 +34,9 @@ def default_data_config() -> ml_collections.ConfigDict:
   # 'train'.
   config.folder_val_fraction = 0.2
   # How image-folder files are checked once when the file list is built: 'decode' decodes every
-  # file (JPEGs at 1/8 scale, so it is cheap) and finds truncated files too; 'header' only reads
-  # the magic bytes, for folders too large to decode up front.
+  # file (JPEGs at 1/8 scale, so it is cheap); 'header' reads only each file's first bytes
+  # (format) and last KB (the trailer a truncated file lacks), for folders too large to decode
+  # up front. Both skip truncated files, so no run meets one later in tf.data.
   config.folder_check = 'decode'
   # A corrupt or non-image file in an image folder: 'skip' (logged once with its path, counted)
   # or 'raise' (error naming the file).

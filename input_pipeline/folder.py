@@ -29,6 +29,8 @@ from input_pipeline import sources
 MAGIC_NUMBERS = ((b'\xff\xd8\xff', 'JPEG'), (b'\x89PNG\r\n\x1a\n', 'PNG'), (b'GIF87a', 'GIF'),
                  (b'GIF89a', 'GIF'), (b'BM', 'BMP'))
 SPLIT_ALIASES = {'validation': 'val'}
+# The end of a file read to find its format's trailer (see _truncation).
+TAIL_BYTES = 1024
 VAL_DIR_NAMES = ('val', 'validation')
 # Changing the salt would move files between train and val: keep it fixed.
 SPLIT_SALT = 'input_pipeline.folder/v1'
@@ -54,8 +56,15 @@ class ImageFolderSource(sources.Source):
       raise FileNotFoundError(f"config.data.source='folder:{root}': {root} is not a directory")
     split_dirs = (self.root / 'train').is_dir()
     class_root = self.root / 'train' if split_dirs else self.root
-    self.class_names = sorted(entry.name for entry in class_root.iterdir()
-                              if entry.is_dir() and not entry.name.startswith('.'))
+    folders = sorted(entry for entry in class_root.iterdir()
+                     if entry.is_dir() and not entry.name.startswith('.'))
+    empty = [folder.name for folder in folders if not _holds_files(folder)]
+    if empty:
+      # An empty folder would be a class no example has: an output the model can never learn
+      # and a shifted index for every later class. It is left out, and said so.
+      logging.warning('Leaving out class folder(s) of %s without any file: %s. Classes are '
+                      'the non-empty folders only.', class_root, ', '.join(empty))
+    self.class_names = [folder.name for folder in folders if folder.name not in empty]
     if not self.class_names:
       raise ValueError(f'{class_root} has no class folders; expected {class_root}/<class>/<image>')
 
@@ -123,6 +132,8 @@ class ImageFolderSource(sources.Source):
       if not entry.is_dir() or entry.name.startswith('.'):
         continue
       if entry.name not in label_of:
+        if not _holds_files(entry):
+          continue  # an empty folder adds nothing (and was left out of the classes)
         raise ValueError(f'class folder {entry} is not among the training classes '
                          f'{self.class_names} of {self.root}')
       for folder, subfolders, names in os.walk(entry):
@@ -130,6 +141,14 @@ class ImageFolderSource(sources.Source):
         files.extend((os.path.join(folder, name), label_of[entry.name])
                      for name in sorted(names) if not name.startswith('.'))
     return files
+
+
+def _holds_files(folder: Path) -> bool:
+  for _, subfolders, names in os.walk(folder):
+    subfolders[:] = [d for d in subfolders if not d.startswith('.')]
+    if any(not name.startswith('.') for name in names):
+      return True
+  return False
 
 
 def _split_by_hash(files: list[tuple[str, int]], val_fraction: float) -> dict:
@@ -152,24 +171,50 @@ def _split_by_hash(files: list[tuple[str, int]], val_fraction: float) -> dict:
   return {'train': train, 'val': val}
 
 
+def _truncation(kind: str, head: bytes, tail: bytes, size: int) -> str | None:
+  """Why a file of this format ends too early, from its first and last bytes; None if it is whole.
+
+  Every format here ends with a fixed trailer (JPEG's EOI marker, PNG's IEND chunk, GIF's ';')
+  or states its size (BMP), so a cut anywhere shows at the end of the file. The trailer may
+  sit anywhere in the last TAIL_BYTES (some cameras pad after it; decoders ignore the padding).
+  Inside JPEG data 0xFF is byte-stuffed, so FF D9 there can only be the marker.
+  """
+  if kind == 'JPEG' and b'\xff\xd9' not in tail:
+    return 'truncated JPEG (no end-of-image marker)'
+  if kind == 'PNG' and b'IEND\xaeB`\x82' not in tail:
+    return 'truncated PNG (no IEND chunk)'
+  if kind == 'GIF' and not tail.rstrip(b'\x00').endswith(b';'):
+    return 'truncated GIF (no trailer)'
+  if kind == 'BMP' and len(head) >= 6 and int.from_bytes(head[2:6], 'little') > size:
+    return 'truncated BMP (shorter than its header says)'
+  return None
+
+
 def find_bad_images(paths: list[str], check: str = 'decode') -> dict[str, str]:
   """{path: reason} for files that are not decodable images.
 
-  check='header' reads 16 bytes a file; 'decode' also decodes every file that passed (JPEGs at
-  1/8 scale, which still walks the whole compressed stream and so catches truncation).
+  check='header' reads the first 16 and last TAIL_BYTES bytes of a file (format, and a trailer that a
+  truncated file lacks); 'decode' also decodes every file that passed, with the decoder
+  the pipeline uses (JPEGs at 1/8 scale, which still walks the whole compressed stream).
   """
   bad, looks_fine = {}, []
   for path in paths:
     try:
       with open(path, 'rb') as file:
         head = file.read(16)
+        size = os.fstat(file.fileno()).st_size
+        file.seek(max(0, size - TAIL_BYTES))
+        tail = file.read(TAIL_BYTES)
     except OSError as error:
       bad[path] = f'unreadable ({error})'
       continue
+    kind = next((name for magic, name in MAGIC_NUMBERS if head.startswith(magic)), None)
     if not head:
       bad[path] = 'empty file'
-    elif not any(head.startswith(magic) for magic, _ in MAGIC_NUMBERS):
+    elif kind is None:
       bad[path] = f'not a JPEG, PNG, GIF or BMP image (starts with {head[:8]!r})'
+    elif _truncation(kind, head, tail, size):
+      bad[path] = _truncation(kind, head, tail, size)
     else:
       looks_fine.append(path)
   if check == 'decode':

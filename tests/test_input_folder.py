@@ -83,14 +83,54 @@ def test_corrupt_file_raises_an_error_naming_it(tmp_path):
   assert 'truncated.jpg' in str(raised.value) and "on_corrupt='raise'" in str(raised.value)
 
 
-def test_header_check_skips_non_images_and_training_survives_bad_data(tmp_path):
+def test_header_check_skips_non_images_and_truncated_files(tmp_path):
   write_mixed_folder(tmp_path)
   config = folder_config(tmp_path, folder_check='header', flip=False)
   source = sources.get_source(config)
-  assert [Path(item.path).name for item in source.skipped] == ['broken.jpg']
+  assert sorted(Path(item.path).name for item in source.skipped) == ['broken.jpg', 'truncated.jpg']
   batches = input_pipeline.create_train_dataset(config, 4).take(3)
   labels = np.concatenate([b['label'] for b in batches.as_numpy_iterator()])
   assert len(labels) == 12 and set(labels) <= {0, 1}
+  evaluated = list(input_pipeline.create_eval_dataset(config, 4).as_numpy_iterator())
+  assert sum(int(b['mask'].sum()) for b in evaluated) == 3
+
+
+@pytest.mark.parametrize('check', ['header', 'decode'])
+def test_scan_and_decoder_agree_on_files_truncated_anywhere(tmp_path, check):
+  """Every file the scan lets through decodes in the pipeline (training and evaluation);
+  a JPEG or PNG cut at any point is caught by the scan."""
+  rng = np.random.default_rng(1)
+  jpeg = tf.io.encode_jpeg(rng.integers(0, 255, (48, 64, 3), np.uint8), quality=90).numpy()
+  png = tf.io.encode_png(rng.integers(0, 255, (20, 24, 3), np.uint8)).numpy()
+  cuts = {'jpeg': (jpeg, [3, 20, 200, 623, len(jpeg) // 2, len(jpeg) - 3, len(jpeg) - 1]),
+          'png': (png, [8, 40, len(png) // 2, len(png) - 1])}
+  paths = []
+  for kind, (data, points) in cuts.items():
+    for cut in points:
+      paths.append(tmp_path / 'cls' / f'{kind}_{cut}.img')
+      write(paths[-1], data[:cut])
+  write(tmp_path / 'cls' / 'whole.jpg', jpeg)
+  write(tmp_path / 'cls' / 'padded.jpg', jpeg + b'\x00' * 100)  # bytes after the end marker
+  bad = folder.find_bad_images([str(p) for p in sorted((tmp_path / 'cls').iterdir())], check)
+  assert set(bad) == {str(p) for p in paths}, sorted(set(map(str, paths)) ^ set(bad))
+  config = folder_config(tmp_path, folder_check=check)
+  assert input_pipeline.num_examples(config, 'train') == 2
+  assert len(list(input_pipeline.create_train_dataset(config, 2).take(2))) == 2
+  evaluated = list(input_pipeline.create_eval_dataset(config, 2).as_numpy_iterator())
+  assert sum(int(b['mask'].sum()) for b in evaluated) == 2
+
+
+def test_empty_class_folder_is_left_out_with_a_warning(tmp_path, caplog):
+  pixels = tf.io.encode_png(solid((1, 2, 3), 4, 4)).numpy()
+  write(tmp_path / 'ant' / 'a.png', pixels)
+  write(tmp_path / 'zebra' / 'z.png', pixels)
+  (tmp_path / 'bee').mkdir()
+  (tmp_path / 'bee' / 'nested').mkdir()
+  with caplog.at_level(logging.WARNING):
+    source = folder.ImageFolderSource(str(tmp_path), val_fraction=0.0)
+  assert source.class_names == ['ant', 'zebra']
+  assert [label for _, label in source.files('train')] == [0, 1]
+  assert any('without any file: bee' in r.getMessage() for r in caplog.records)
 
 
 def test_cmyk_jpeg_and_gif_become_rgb(tmp_path):
