@@ -79,7 +79,11 @@ def _write_report(out: str, summary: dict, result: metrics.DetectionMetrics, not
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Trains the region classifier(s) unless done, then detects and evaluates the test split."""
+  """Trains the region classifier(s) unless done, then detects and evaluates the test split.
+
+  Returns the metrics summary, or {'stopped_by': signal, 'classifier': dir} when a signal
+  stopped a classifier's training (saved; detection waits for the rerun).
+  """
   from train import train_and_evaluate  # pylint: disable=g-import-not-at-top
   from train.loop import create_data_mesh  # pylint: disable=g-import-not-at-top
 
@@ -125,7 +129,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     timings["region_records"] = time.time() - mark
     mark = time.time()
     for index, model_dir in enumerate(model_dirs):
-      train_and_evaluate(config_lib.training_config(config, region_dir, index), model_dir)
+      trained = train_and_evaluate(config_lib.training_config(config, region_dir, index), model_dir)
+      if trained["stopped_by"]:  # preempted: detect only with finished classifiers
+        logging.warning("Classifier %s stopped by %s at step %d; run the same command again to "
+                        "resume it, then detect.", model_dir, trained["stopped_by"],
+                        trained["step"])
+        return {"stopped_by": trained["stopped_by"], "classifier": model_dir}
     timings["train_classifiers"] = time.time() - mark
   else:
     timings["proposals"] = time.time() - mark

@@ -63,7 +63,7 @@ def main(argv):
         eval_batch_size=config.get('eval_batch_size', 120),
         views_per_step=FLAGS.views_per_step, combine=FLAGS.combine,
         log_every_seconds=FLAGS.log_every_seconds)
-  except (ValueError, FileNotFoundError) as error:
+  except (ValueError, OSError) as error:
     logging.error('%s', error)
     raise SystemExit(f'error: {error}') from None
   results['params'] = FLAGS.params

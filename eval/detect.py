@@ -15,9 +15,13 @@
    COCO AP50), metrics.json, detections.json and images/*.png.
 
 Running the same command again reuses the proposals and the trained classifiers.
+Exit status as main.py's: 75 when a signal stopped a classifier's training (saved; run again
+to resume and detect), 1 with `error: ...` for a problem to fix.
 `--config.detection.train=false` only detects (with classifier_<m> already in the workdir and/or
 --config.detection.extra_model_dirs).
 """
+import sys
+
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -38,11 +42,14 @@ def main(argv):
   start_jax_process(bool(FLAGS.config.get("distributed")),
                     FLAGS.config.get("compilation_cache", "off"))
   from detection import run  # pylint: disable=g-import-not-at-top
+  import train  # pylint: disable=g-import-not-at-top
   try:
-    run.run(FLAGS.config, FLAGS.workdir)
-  except (ValueError, FileNotFoundError) as error:
-    logging.error("%s", error)
+    summary = run.run(FLAGS.config, FLAGS.workdir)
+  except (ValueError, OSError, train.NonFiniteLossError, train.WorkdirBusyError) as error:
+    logging.exception("Run stopped")  # the traceback, for when the message is not enough
     raise SystemExit(f"error: {error}") from None
+  if summary.get("stopped_by"):
+    sys.exit(train.PREEMPTED_EXIT_CODE)  # saved; rerun to resume (as main.py)
 
 
 if __name__ == "__main__":

@@ -153,12 +153,21 @@ def run_main(*args, timeout=120):
                         capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def test_user_mistakes_end_in_one_line_errors(tmp_path):
+def test_unusable_workdir_is_named(tmp_path):
   a_file = tmp_path / "a_file"
   a_file.write_text("not a directory")
-  done = run_main("--config=configs/digits.py", f"--workdir={a_file}")
+  with pytest.raises(ValueError, match=rf"--workdir={re.escape(str(a_file))} cannot be used: "
+                     r".*Choose a writable directory"):
+    train_and_evaluate(tiny_config(1), str(a_file))
+
+
+def test_user_mistakes_end_in_one_line_errors(tmp_path):
+  missing = tmp_path / "no_such_folder"
+  done = run_main("--config=configs/digits.py", f"--workdir={tmp_path / 'w'}",
+                  f"--config.data.source=folder:{missing}")
   assert done.returncode == 1
-  assert done.stderr.strip().splitlines()[-1].startswith(f"error: --workdir={a_file} cannot be used")
+  last = done.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: config.data.source=") and f"{missing} is not a directory" in last
 
   done = run_main("--config=configs/digits.py", f"--workdir={tmp_path / 'w'}",
                   "--config.modle.width=0.5")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import signal
 import time
@@ -31,7 +30,7 @@ from train import checkpoint, compiler_options, reporting, resume, schedule
 from train.config_checks import check_config
 from train.init_from import load_initial_variables
 from train.optim import create_optimizer
-from train.state import TrainState, create_train_state
+from train.state import create_train_state
 from train.step import make_eval_step, make_train_step
 from train.workdir_lock import WorkdirBusyError, WorkdirLock
 
