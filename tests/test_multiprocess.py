@@ -18,6 +18,7 @@ import sys
 import jax
 import numpy as np
 import pytest
+from absl import logging as absl_logging
 
 from configs import digits
 from tests.local_cluster import REPO_ROOT, LocalCluster
@@ -140,8 +141,13 @@ def test_one_process_resumes_the_two_process_checkpoint(preempted_run, tmp_path,
   shutil.copytree(workdir, resumed)
   config = in_process_config(steps + 2)
   config.eval_every_steps = -1
-  with caplog.at_level("INFO"):
-    summary = train_and_evaluate(config, str(resumed))
+  verbosity = absl_logging.get_verbosity()
+  absl_logging.set_verbosity(absl_logging.INFO)  # other tests may have quietened absl
+  try:
+    with caplog.at_level("INFO"):
+      summary = train_and_evaluate(config, str(resumed))
+  finally:
+    absl_logging.set_verbosity(verbosity)
   assert f"Resumed from {resumed}/checkpoints at step {steps}" in caplog.text
   assert f"step {steps + 1}/{steps + 2}" in caplog.text and "step 1/" not in caplog.text
   assert summary["step"] == steps + 2 and summary["process_count"] == 1
