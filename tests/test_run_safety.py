@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from absl import logging as absl_logging
 
 from tests.local_cluster import REPO_ROOT
 from tests.test_train_loop import tiny_config
@@ -194,3 +195,71 @@ def test_second_signal_stops_at_once():
   assert done.returncode == -signal.SIGINT and time.time() - start < 25
   assert "still starting" in done.stderr  # no step had run: the log says compilation waits
 
+
+
+@pytest.fixture
+def absl_info():
+  verbosity = absl_logging.get_verbosity()
+  absl_logging.set_verbosity(absl_logging.INFO)
+  yield
+  absl_logging.set_verbosity(verbosity)
+
+
+def test_signal_during_evaluation_saves_stops_and_resumes(tmp_path, monkeypatch, caplog,
+                                                          absl_info):
+  from train import loop  # pylint: disable=g-import-not-at-top
+  evaluate = loop._evaluate  # pylint: disable=protected-access
+  calls = []
+
+  def evaluate_and_get_preempted(*args):
+    if not calls:
+      os.kill(os.getpid(), signal.SIGTERM)
+    calls.append(1)
+    return evaluate(*args)
+
+  monkeypatch.setattr(loop, "_evaluate", evaluate_and_get_preempted)
+  config = tiny_config(8)
+  config.eval_every_steps = 2
+  config.log_every_steps = 1
+  with caplog.at_level("INFO"):
+    stopped = train_and_evaluate(config, str(tmp_path))
+  assert stopped["stopped_by"] == "SIGTERM" and 2 < stopped["step"] < 8
+  assert checkpoint.checkpoint_manager(str(tmp_path)).latest_step() == stopped["step"]
+  # Rates and ETAs leave the compiling first step out (it is logged on its own).
+  assert "First step done in" in caplog.text
+  first_line = next(line for line in caplog.text.splitlines() if "step 1/8" in line)
+  assert "ETA" not in first_line and "the first one compiled" in first_line
+  assert re.search(r"step 2/8 .* img/s ETA", caplog.text)
+
+  monkeypatch.setattr(loop, "_evaluate", evaluate)
+  resumed = train_and_evaluate(config, str(tmp_path))
+  assert resumed["stopped_by"] is None and resumed["step"] == 8
+
+
+def test_signal_during_the_final_save_leaves_the_final_evaluation_to_the_rerun(tmp_path,
+                                                                              monkeypatch):
+  from train import loop  # pylint: disable=g-import-not-at-top
+  make_manager = checkpoint.checkpoint_manager
+
+  def manager_preempted_at_the_last_save(*args, **kwargs):
+    manager = make_manager(*args, **kwargs)
+    save = manager.save
+
+    def save_then_signal(step, *save_args, **save_kwargs):
+      saved = save(step, *save_args, **save_kwargs)
+      if step == 3:
+        os.kill(os.getpid(), signal.SIGTERM)
+      return saved
+
+    manager.save = save_then_signal
+    return manager
+
+  monkeypatch.setattr(loop.checkpoint, "checkpoint_manager", manager_preempted_at_the_last_save)
+  config = tiny_config(3)
+  config.checkpoint_every_steps = 100
+  stopped = train_and_evaluate(config, str(tmp_path))
+  assert stopped["stopped_by"] == "SIGTERM" and stopped["step"] == 3
+  assert "eval_top1" not in stopped  # the final evaluation was not started
+  monkeypatch.setattr(loop.checkpoint, "checkpoint_manager", make_manager)
+  done = train_and_evaluate(config, str(tmp_path))
+  assert done["stopped_by"] is None and done["step"] == 3 and 0.0 <= done["eval_top1"] <= 1.0

@@ -98,10 +98,15 @@ class _StopVotes:
     self._sharding = input_pipeline.batch_sharding(mesh)
     self._local_devices = len(self._sharding.addressable_devices)
     self._previous: jax.Array | None = None
+    self._any = jax.jit(jnp.any, out_shardings=NamedSharding(mesh, PartitionSpec()))
 
   def ballot(self, stop: bool) -> jax.Array:
     return jax.make_array_from_process_local_data(
         self._sharding, np.full((self._local_devices,), stop, np.bool_))
+
+  def agree_now(self, stop: bool) -> bool:
+    """Whether any process votes to stop at this point (every process must call it here)."""
+    return bool(self._any(self.ballot(stop)))
 
   def agreed_after(self, result: jax.Array) -> bool:
     """True once the step before the one just dispatched returned a stop vote."""
@@ -330,6 +335,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: _
         run_eval(step)
     last_checkpoint = save(step)
     manager.wait_until_finished()
+    if not stop_reason and votes.agree_now(stop.signal_name is not None):
+      # A signal during the final save: the last step is saved, the final evaluation (minutes
+      # on ImageNet, longer than a preemption's grace period) is left to the rerun.
+      stop_reason = stop.signal_name or "a signal to another process"
     if stop_reason:
       logging.warning("Stopped by %s at step %d; saved %s. Run the same command again to resume.",
                       stop_reason, step, last_checkpoint)
