@@ -263,3 +263,47 @@ def test_signal_during_the_final_save_leaves_the_final_evaluation_to_the_rerun(t
   monkeypatch.setattr(loop.checkpoint, "checkpoint_manager", make_manager)
   done = train_and_evaluate(config, str(tmp_path))
   assert done["stopped_by"] is None and done["step"] == 3 and 0.0 <= done["eval_top1"] <= 1.0
+
+
+@pytest.fixture
+def small_filesystem(tmp_path):
+  """A 64 MB tmpfs that a test can turn read-only; skipped where mounting is not allowed."""
+  point = tmp_path / "mnt"
+  point.mkdir()
+  if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(point)],
+                    capture_output=True, check=False).returncode:
+    pytest.skip("mounting a tmpfs needs privileges this machine does not give")
+  yield point
+  subprocess.run(["umount", "-l", str(point)], capture_output=True, check=False)
+
+
+def test_read_only_disk_at_checkpoint_time_names_the_directory_and_keeps_the_last(
+    small_filesystem, monkeypatch):
+  from train import loop  # pylint: disable=g-import-not-at-top
+  workdir = small_filesystem / "run"
+  make_manager = checkpoint.checkpoint_manager
+
+  def manager_whose_disk_turns_read_only(*args, **kwargs):
+    manager = make_manager(*args, **kwargs)
+    save = manager.save
+
+    def save_on_a_read_only_disk(step, *save_args, **save_kwargs):
+      if step == 4:
+        manager.wait_until_finished()  # step 2 is complete, as it would be by then
+        subprocess.run(["mount", "-o", "remount,ro", str(small_filesystem)], check=True)
+      return save(step, *save_args, **save_kwargs)
+
+    manager.save = save_on_a_read_only_disk
+    return manager
+
+  monkeypatch.setattr(loop.checkpoint, "checkpoint_manager", manager_whose_disk_turns_read_only)
+  config = tiny_config(6)
+  config.checkpoint_every_steps = 2
+  with pytest.raises(OSError, match=rf"Could not write checkpoint {workdir}/checkpoints/4 .*"
+                     rf"The last complete checkpoint is {workdir}/checkpoints/2"):
+    train_and_evaluate(config, str(workdir))
+  monkeypatch.setattr(loop.checkpoint, "checkpoint_manager", make_manager)
+  subprocess.run(["mount", "-o", "remount,rw", str(small_filesystem)], check=True)
+  assert checkpoint.checkpoint_manager(str(workdir)).latest_step() == 2
+  variables, _ = checkpoint.load_model_variables(str(workdir), step=2)
+  assert jax.tree.leaves(variables)

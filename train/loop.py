@@ -41,6 +41,10 @@ from train.workdir_lock import WorkdirBusyError, WorkdirLock
 PREEMPTED_EXIT_CODE = 75
 
 
+class CheckpointWriteError(OSError):
+  """A checkpoint could not be written (read-only or full disk); earlier ones are intact."""
+
+
 class NonFiniteLossError(FloatingPointError):
   """The loss became NaN or inf; the last good checkpoint is kept."""
 
@@ -174,11 +178,23 @@ def _open_manager(config: ml_collections.ConfigDict, workdir: str):
   manager = checkpoint.checkpoint_manager(workdir, max_to_keep=config.keep_checkpoints)
   try:
     yield manager
-  finally:
-    # Every exit (done, stopped, NaN, error) lets the saves in flight finish and closes the
-    # manager, so the checkpoint a message names is on disk when the process ends.
+  except BaseException:
+    _finish_saves(manager, raise_errors=False)  # the error in flight is the one to report
+    raise
+  _finish_saves(manager, raise_errors=True)
+
+
+def _finish_saves(manager: ocp.CheckpointManager, raise_errors: bool) -> None:
+  """Lets the saves in flight finish and closes the manager, on every exit (done, stopped,
+  NaN, error), so the checkpoint a message names is on disk when the process ends."""
+  try:
     manager.wait_until_finished()
     manager.close()
+  except Exception as error:  # pylint: disable=broad-except  # a failed asynchronous write
+    if raise_errors:
+      raise CheckpointWriteError(f"Writing a checkpoint in {manager.directory} failed "
+                                 f"({type(error).__name__}: {error}).") from error
+    logging.error("Also, a checkpoint write in %s failed: %s", manager.directory, error)
 
 
 @contextlib.contextmanager
@@ -286,7 +302,13 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: _
     # whether this process's asynchronous save has finished yet, so processes could disagree
     # and one would enter the save's barrier alone.
     if step != saved_step:
-      manager.save(step, args=ocp.args.StandardSave(state), force=True)
+      try:
+        manager.save(step, args=ocp.args.StandardSave(state), force=True)
+      except Exception as error:  # pylint: disable=broad-except  # orbax wraps OS errors variously
+        raise CheckpointWriteError(
+            f"Could not write checkpoint {manager.directory}/{step} ({type(error).__name__}: "
+            f"{error}). The last complete checkpoint is {last_checkpoint}. Free space or make "
+            "the workdir writable, then run the same command again to resume.") from error
       saved_step = step
     return f"{manager.directory}/{step}"
 
@@ -345,7 +367,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: _
     else:
       run_eval(step)
   finally:
-    writer.close()
+    try:
+      writer.close()
+    except Exception as error:  # pylint: disable=broad-except  # e.g. the disk became read-only
+      logging.error("Closing the TensorBoard writer failed: %s", error)
 
   summary = {
       "step": step,

@@ -135,7 +135,11 @@ class WorkdirLock:
       self._thread.join(timeout=5)
     holder = _read(self.path)
     if holder and holder.get("pid") == os.getpid() and holder.get("host") == self._record["host"]:
-      os.remove(self.path)
+      try:
+        os.remove(self.path)
+      except OSError as error:  # a read-only disk: the lock goes stale, as after a crash
+        logging.warning("Could not remove the lock %s (%s); the next run will find it stale.",
+                        self.path, error)
 
   def __enter__(self) -> WorkdirLock:
     self.acquire()
