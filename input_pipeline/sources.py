@@ -14,6 +14,7 @@ augmentation happen later in the pipeline, so skipped examples are never decoded
 import abc
 import dataclasses
 import functools
+import importlib
 from typing import Callable
 
 import ml_collections
@@ -23,6 +24,10 @@ SOURCE_FORMS = "'digits', 'tfds:<dataset name>' or 'folder:<root directory>'"
 
 # kind -> factory(argument, data_config) -> Source, for sources defined by other packages.
 _REGISTERED_SOURCES: dict[str, Callable[[str, ml_collections.ConfigDict], 'Source']] = {}
+# Kinds that modules of this repository register when imported: imported on first use, so
+# every binary resolves them (main.py with --config.data.source=regions:DIR included)
+# without this package importing theirs.
+_REGISTERING_MODULES = {'regions': 'detection.regions'}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,11 +90,14 @@ def register_source(kind: str, factory: Callable[[str, ml_collections.ConfigDict
 def parse_source(source: str) -> tuple[str, str]:
   """'tfds:imagenet2012' -> ('tfds', 'imagenet2012'); 'digits' -> ('digits', '')."""
   kind, _, argument = source.partition(':')
+  if kind not in _REGISTERED_SOURCES and kind in _REGISTERING_MODULES:
+    importlib.import_module(_REGISTERING_MODULES[kind])  # calls register_source
   if kind == 'digits' and not argument:
     return kind, argument
   if (kind in ('tfds', 'folder') or kind in _REGISTERED_SOURCES) and argument:
     return kind, argument
-  forms = SOURCE_FORMS + ''.join(f", '{k}:<...>'" for k in sorted(_REGISTERED_SOURCES))
+  kinds = sorted(set(_REGISTERED_SOURCES) | set(_REGISTERING_MODULES))
+  forms = SOURCE_FORMS + ''.join(f", '{k}:<...>'" for k in kinds)
   raise ValueError(f'config.data.source={source!r}: expected {forms}')
 
 

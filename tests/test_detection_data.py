@@ -1,6 +1,8 @@
 """Detection data: synthetic set, VOC folders (malformed files), TFDS voc/2007 (mocked), regions."""
 import io
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ from detection import regions
 from detection import scoring
 from detection import synthetic
 from detection import voc
+from tests.local_cluster import REPO_ROOT
 
 
 def synthetic_config(**overrides):
@@ -274,3 +277,21 @@ def test_detection_config_errors_name_the_field():
   config.detection.regions.context_padding = 24  # 2 * 24 >= 48 px regions
   with pytest.raises(ValueError, match="context_padding=24"):
     detection_config.validate(config)
+
+
+def test_regions_source_resolves_in_a_process_that_never_imported_detection(region_dir):
+  """main.py --config.data.source=regions:DIR: the source registers itself on first use."""
+  directory, _ = region_dir
+  script = ("import sys\n"
+            "import input_pipeline\n"
+            "from input_pipeline import config as data_config\n"
+            "config = data_config.default_data_config()\n"
+            "config.source = 'regions:' + sys.argv[1]\n"
+            "config.image_size = 16\n"
+            "assert 'detection.regions' not in sys.modules\n"
+            "print(input_pipeline.num_classes(config), input_pipeline.num_examples(config, 'train'))\n")
+  env = {**os.environ, "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "2"}
+  done = subprocess.run([sys.executable, "-c", script, str(directory)], cwd=REPO_ROOT, env=env,
+                        capture_output=True, text=True, timeout=120, check=False)
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert done.stdout.split() == ["4", str(6 * 8)]
