@@ -8,24 +8,31 @@ The trainer's interface:
     mesh = jax.make_mesh((jax.device_count(),), ('data',))
     for batch in input_pipeline.prefetch_to_mesh(train.as_numpy_iterator(), mesh): ...
 """
-from input_pipeline.config import default_data_config
-from input_pipeline.config import validate_data_config
-from input_pipeline.pipeline import create_eval_dataset
-from input_pipeline.pipeline import create_train_dataset
-from input_pipeline.pipeline import num_classes
-from input_pipeline.pipeline import num_examples
-from input_pipeline.sharding import per_host_batch_size
-from input_pipeline.to_jax import batch_sharding
-from input_pipeline.to_jax import prefetch_to_mesh
+import importlib
 
-__all__ = [
-    'batch_sharding',
-    'create_eval_dataset',
-    'create_train_dataset',
-    'default_data_config',
-    'num_classes',
-    'num_examples',
-    'per_host_batch_size',
-    'prefetch_to_mesh',
-    'validate_data_config',
-]
+# name -> the module that defines it. Imported on first use (PEP 562), so `import
+# input_pipeline` (e.g. by a config file, for default_data_config) costs no TensorFlow import.
+_EXPORTS = {
+    'batch_sharding': 'input_pipeline.to_jax',
+    'create_eval_dataset': 'input_pipeline.pipeline',
+    'create_train_dataset': 'input_pipeline.pipeline',
+    'default_data_config': 'input_pipeline.config',
+    'num_classes': 'input_pipeline.pipeline',
+    'num_examples': 'input_pipeline.pipeline',
+    'per_host_batch_size': 'input_pipeline.sharding',
+    'prefetch_to_mesh': 'input_pipeline.to_jax',
+    'validate_data_config': 'input_pipeline.config',
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+  if name not in _EXPORTS:
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+  value = getattr(importlib.import_module(_EXPORTS[name]), name)
+  globals()[name] = value  # later lookups skip this function
+  return value
+
+
+def __dir__():
+  return sorted(set(globals()) | set(_EXPORTS))

@@ -1,4 +1,7 @@
 """Schedule, EMA (of weights and BatchNorm statistics), losses, optimizer masks and config checks of the training system."""
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -8,6 +11,7 @@ import optax
 import pytest
 
 from configs import digits, googlenet
+from tests.local_cluster import REPO_ROOT
 from train import schedule
 from train.config_checks import check_config
 from train.optim import create_optimizer
@@ -144,3 +148,18 @@ def test_ema_model_averages_the_batchnorm_statistics(average_batch_stats):
     # The moving statistics move every step, so their average lags behind them.
     assert average_batch_stats != bool(np.allclose(ema_new, raw))
   assert state.ema_variables["batch_stats"] is state.ema_batch_stats
+
+
+def test_loading_a_config_imports_no_framework():
+  """A config describes a run; reading one must not import TensorFlow, JAX or OpenCV."""
+  script = ("import glob, importlib, os, sys\n"
+            "for path in sorted(glob.glob('configs/*.py')):\n"
+            "  name = os.path.basename(path)[:-3]\n"
+            "  if name != '__init__':\n"
+            "    importlib.import_module('configs.' + name).get_config()\n"
+            "heavy = ('tensorflow', 'tensorflow_datasets', 'jax', 'flax', 'orbax', 'cv2', 'torch')\n"
+            "print(sorted(m for m in heavy if m in sys.modules))\n")
+  done = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True,
+                        text=True, timeout=120, check=False)
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert done.stdout.strip() == "[]"
