@@ -309,13 +309,6 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: _
             f"Could not write checkpoint {manager.directory}/{step} ({type(error).__name__}: "
             f"{error}). The last complete checkpoint is {last_checkpoint}. Free space or make "
             "the workdir writable, then run the same command again to resume.") from error
-      if jax.process_count() > 1:
-        # On several processes the save finishes before the next collective program runs:
-        # orbax's background thread issues small cross-process operations of its own, and on
-        # gloo (CPU) they were seen pairing with an evaluation's sums instead (2 processes
-        # hung in the evaluation right after a save, 2 of 5 tries under load; py-spy showed
-        # both main threads waiting in the evaluation step).
-        manager.wait_until_finished()
       saved_step = step
     return f"{manager.directory}/{step}"
 
