@@ -277,8 +277,31 @@ def small_filesystem(tmp_path):
   subprocess.run(["umount", "-l", str(point)], capture_output=True, check=False)
 
 
-def test_read_only_disk_at_checkpoint_time_names_the_directory_and_keeps_the_last(
-    small_filesystem, monkeypatch):
+def fill(directory):
+  """Writes zeros into `directory` until its file system has no space left."""
+  with open(os.path.join(directory, "filler"), "wb") as f:
+    try:
+      while True:
+        f.write(b"\0" * (1 << 20))
+        f.flush()
+    except OSError:
+      pass
+
+
+def make_read_only(point):
+  # A remount fails (EBUSY) while a write is in progress on the file system, e.g. a
+  # TensorBoard flush in the background, so it is retried for a few seconds.
+  for _ in range(50):
+    if subprocess.run(["mount", "-o", "remount,ro", str(point)], capture_output=True,
+                      check=False).returncode == 0:
+      return
+    time.sleep(0.1)
+  raise RuntimeError(f"could not remount {point} read-only")
+
+
+@pytest.mark.parametrize("spoil", [make_read_only, fill], ids=["read_only", "full"])
+def test_unwritable_disk_at_checkpoint_time_names_the_directory_and_keeps_the_last(
+    small_filesystem, monkeypatch, spoil):
   from train import loop  # pylint: disable=g-import-not-at-top
   workdir = small_filesystem / "run"
   make_manager = checkpoint.checkpoint_manager
@@ -290,7 +313,7 @@ def test_read_only_disk_at_checkpoint_time_names_the_directory_and_keeps_the_las
     def save_on_a_read_only_disk(step, *save_args, **save_kwargs):
       if step == 4:
         manager.wait_until_finished()  # step 2 is complete, as it would be by then
-        subprocess.run(["mount", "-o", "remount,ro", str(small_filesystem)], check=True)
+        spoil(small_filesystem)
       return save(step, *save_args, **save_kwargs)
 
     manager.save = save_on_a_read_only_disk
@@ -299,11 +322,13 @@ def test_read_only_disk_at_checkpoint_time_names_the_directory_and_keeps_the_las
   monkeypatch.setattr(loop.checkpoint, "checkpoint_manager", manager_whose_disk_turns_read_only)
   config = tiny_config(6)
   config.checkpoint_every_steps = 2
-  with pytest.raises(OSError, match=rf"Could not write checkpoint {workdir}/checkpoints/4 .*"
+  with pytest.raises(OSError, match=rf"checkpoint {workdir}/checkpoints/4 .*"
                      rf"The last complete checkpoint is {workdir}/checkpoints/2"):
     train_and_evaluate(config, str(workdir))
   monkeypatch.setattr(loop.checkpoint, "checkpoint_manager", make_manager)
   subprocess.run(["mount", "-o", "remount,rw", str(small_filesystem)], check=True)
+  if os.path.exists(small_filesystem / "filler"):
+    os.remove(small_filesystem / "filler")
   assert checkpoint.checkpoint_manager(str(workdir)).latest_step() == 2
   variables, _ = checkpoint.load_model_variables(str(workdir), step=2)
   assert jax.tree.leaves(variables)

@@ -35,6 +35,22 @@ def checkpoint_manager(workdir: str, *, max_to_keep: int = 3,
                                options=options, item_handlers=ocp.StandardCheckpointHandler())
 
 
+def complete_steps(manager: ocp.CheckpointManager) -> list[int]:
+  """Steps whose checkpoint is finished on disk, read from the directory itself.
+
+  orbax writes step N into a temporary directory and renames it to `N` once complete, so the
+  plain-number directories are exactly the complete checkpoints, whatever state the manager's
+  own bookkeeping is in after an asynchronous write failed.
+  """
+  directory = str(manager.directory)
+  try:
+    names = os.listdir(directory)
+  except OSError:
+    return []
+  return sorted(int(name) for name in names
+                if name.isdigit() and os.path.isdir(os.path.join(directory, name)))
+
+
 def save_model_variables(directory: str, variables: Mapping[str, Any],
                          model_config: Mapping[str, Any]) -> None:
   """Writes {'params', 'batch_stats'} and the model config that builds a matching model."""

@@ -184,7 +184,28 @@ def _open_manager(config: ml_collections.ConfigDict, workdir: str):
   _finish_saves(manager, raise_errors=True)
 
 
-def _finish_saves(manager: ocp.CheckpointManager, raise_errors: bool) -> None:
+def _last_complete(manager: ocp.CheckpointManager) -> str:
+  steps = checkpoint.complete_steps(manager)
+  return f"{manager.directory}/{steps[-1]}" if steps else "none (no save completed)"
+
+
+def _write_error(manager: ocp.CheckpointManager, steps: tuple[int | None, ...],
+                 error: Exception) -> CheckpointWriteError:
+  """Names the checkpoint that failed (the newest of `steps` not on disk) and the newest one
+  that is complete, read from the disk: an asynchronous write of an earlier step can be the
+  one that failed, reported by orbax only at the next save or wait."""
+  done = set(checkpoint.complete_steps(manager))
+  failed = [step for step in steps if step is not None and step not in done]
+  which = (f"checkpoint {manager.directory}/{failed[0]}" if failed
+           else f"a checkpoint in {manager.directory}")
+  return CheckpointWriteError(
+      f"Could not write {which} ({type(error).__name__}: {error}). The last complete "
+      f"checkpoint is {_last_complete(manager)}. Free space or make the workdir writable, "
+      "then run the same command again to resume.")
+
+
+def _finish_saves(manager: ocp.CheckpointManager, raise_errors: bool,
+                  in_flight: int | None = None) -> None:
   """Lets the saves in flight finish and closes the manager, on every exit (done, stopped,
   NaN, error), so the checkpoint a message names is on disk when the process ends."""
   try:
@@ -192,8 +213,7 @@ def _finish_saves(manager: ocp.CheckpointManager, raise_errors: bool) -> None:
     manager.close()
   except Exception as error:  # pylint: disable=broad-except  # a failed asynchronous write
     if raise_errors:
-      raise CheckpointWriteError(f"Writing a checkpoint in {manager.directory} failed "
-                                 f"({type(error).__name__}: {error}).") from error
+      raise _write_error(manager, (in_flight,), error) from error
     logging.error("Also, a checkpoint write in %s failed: %s", manager.directory, error)
 
 
@@ -305,10 +325,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: _
       try:
         manager.save(step, args=ocp.args.StandardSave(state), force=True)
       except Exception as error:  # pylint: disable=broad-except  # orbax wraps OS errors variously
-        raise CheckpointWriteError(
-            f"Could not write checkpoint {manager.directory}/{step} ({type(error).__name__}: "
-            f"{error}). The last complete checkpoint is {last_checkpoint}. Free space or make "
-            "the workdir writable, then run the same command again to resume.") from error
+        # orbax reports a failed asynchronous write of the previous save here, at the next one.
+        raise _write_error(manager, (saved_step, step), error) from error
       saved_step = step
     return f"{manager.directory}/{step}"
 
@@ -356,7 +374,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: _
       if config.eval_every_steps > 0 and step % config.eval_every_steps == 0 and step < total_steps:
         run_eval(step)
     last_checkpoint = save(step)
-    manager.wait_until_finished()
+    try:
+      manager.wait_until_finished()
+    except Exception as error:  # pylint: disable=broad-except  # the asynchronous write failed
+      raise _write_error(manager, (saved_step,), error) from error
     if not stop_reason and votes.agree_now(stop.signal_name is not None):
       # A signal during the final save: the last step is saved, the final evaluation (minutes
       # on ImageNet, longer than a preemption's grace period) is left to the rerun.
