@@ -234,22 +234,30 @@ def _mean_over_classes_with_gt(values: list[float]) -> float:
   return float(np.mean(present)) if present else float("nan")
 
 
+def voc_curves(detections: Detections, ground_truths: Sequence[GroundTruth], num_classes: int,
+               iou_threshold: float = 0.5) -> list[tuple[np.ndarray, np.ndarray, int]]:
+  """Every class's VOC (recall, precision, number of non-difficult boxes) from continuous boxes:
+  the curves whose VOC07 and VOC10+ APs `evaluate_detections` reports (and the report plots)."""
+  voc_dets = Detections(detections.image_index, detections.labels, detections.scores,
+                        box_ops.continuous_to_voc(detections.boxes))
+  voc_gts = [GroundTruth(box_ops.continuous_to_voc(g.boxes), g.labels, g.difficult)
+             for g in ground_truths]
+  return [voc_precision_recall(voc_dets, voc_gts, label, iou_threshold, pixel_inclusive=True)
+          for label in range(num_classes)]
+
+
 def evaluate_detections(detections: Detections, ground_truths: Sequence[GroundTruth],
                         class_names: Sequence[str], iou_threshold: float = 0.5,
                         coco_max_dets: int = 100) -> DetectionMetrics:
   """Per-class VOC07 / VOC10+ / COCO AP50 and their mAPs; boxes in continuous coordinates.
 
   VOC is computed on boxes converted to its 1-based inclusive convention with the devkit's +1
-  widths (the same IoU as the continuous one); COCO on the continuous boxes as given.
+  widths (the same IoU as the continuous one, see `voc_curves`); COCO on the continuous boxes as
+  given.
   """
-  voc_dets = Detections(detections.image_index, detections.labels, detections.scores,
-                        box_ops.continuous_to_voc(detections.boxes))
-  voc_gts = [GroundTruth(box_ops.continuous_to_voc(g.boxes), g.labels, g.difficult)
-             for g in ground_truths]
   per_class = []
-  for label, name in enumerate(class_names):
-    recall, precision, num_gt = voc_precision_recall(voc_dets, voc_gts, label, iou_threshold,
-                                                     pixel_inclusive=True)
+  curves = voc_curves(detections, ground_truths, len(class_names), iou_threshold)
+  for label, (name, (recall, precision, num_gt)) in enumerate(zip(class_names, curves)):
     if num_gt:
       voc07, voc10 = voc_ap(recall, precision, True), voc_ap(recall, precision, False)
     else:

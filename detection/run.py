@@ -3,7 +3,8 @@
 Workdir layout:
     regions/              train.tfrecord, test.tfrecord, manifest.json (the 'regions:' source)
     classifier_<m>/       training workdir of ensemble member m (checkpoints, summary.json, ...)
-    detection/            report.md, metrics.json, detections.json, images/*.png
+    detection/            report.md, metrics.json, detections.json, images/*.png,
+                          precision_recall.png (per-class curves, precision_recall_figure.py)
 Every stage is resumable: proposals come from the on-disk cache, a finished classifier resumes
 at its last step (train_and_evaluate), so rerunning the command only redoes detection.
 On several JAX processes (--config.distributed=true) each process computes selective search
@@ -21,10 +22,12 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+import figures
 from detection import config as config_lib
 from detection import datasets
 from detection import metrics
 from detection import multihost
+from detection import precision_recall_figure as pr_figure
 from detection import proposals as proposals_lib
 from detection import regions
 from detection import report
@@ -66,7 +69,8 @@ def _write_region_records(region_dir: str, settings: regions.RegionSettings, cla
 
 
 def _write_report(out: str, summary: dict, result: metrics.DetectionMetrics, notes, title: str,
-                  detections: metrics.Detections, test_split, class_names, section) -> None:
+                  detections: metrics.Detections, ground_truths, test_split, class_names,
+                  section) -> None:
   os.makedirs(out, exist_ok=True)
   with open(os.path.join(out, "report.md"), "w") as f:
     f.write(report.markdown_table(result, title=title, notes=notes))
@@ -76,6 +80,10 @@ def _write_report(out: str, summary: dict, result: metrics.DetectionMetrics, not
                                class_names, {"dataset": section.dataset, "split": section.test_split})
   report.write_visualisations(os.path.join(out, "images"), test_split, detections, class_names,
                               section.num_visualized, section.visualize_min_score)
+  curves = metrics.voc_curves(detections, ground_truths, len(class_names), section.eval_iou)
+  figures.draw_or_warn("the precision-recall curves", lambda: pr_figure.plot_precision_recall(
+      curves, result, os.path.join(out, pr_figure.FILE_NAME), title=title,
+      iou_threshold=section.eval_iou))
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -182,7 +190,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   title = f"Detection on {section.dataset} ({section.test_split}, {len(test_split)} images)"
   out = os.path.join(workdir, "detection")
   if multihost.is_leader():
-    _write_report(out, summary, result, notes, title, detections, test_split, class_names, section)
+    _write_report(out, summary, result, notes, title, detections, ground_truths, test_split,
+                  class_names, section)
     logging.info("mAP@0.5: VOC07 %.4f, VOC10+ %.4f, COCO AP50 %.4f; proposal recall %.4f; %.0fs. "
                  "Report: %s", result.map_voc07, result.map_voc10, result.map_coco_ap50, recall,
                  timings["total"], os.path.join(out, "report.md"))

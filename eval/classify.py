@@ -17,7 +17,9 @@
 
 Prints the Table-3 style Markdown table on stdout; --output writes every cell (ensembles of the
 first k models and every single model, with per-class accuracy) and the full ensemble's top-5
-predictions per image and crop scheme as JSON. Runs on one device or on the mesh of all devices
+predictions per image and crop scheme as JSON, and beside it the table as a PNG heat-map
+(--output=X.json -> X.png; rows: models in the ensemble, columns: crop schemes, cells: top-5
+and top-1 error; see eval/table_figure.py). Runs on one device or on the mesh of all devices
 (batch sharded over 'data'); every image is counted exactly once (padding carries mask False).
 """
 from __future__ import annotations
@@ -29,7 +31,8 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from eval import classification
+import figures
+from eval import classification, table_figure
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', 'configs/digits.py',
@@ -77,6 +80,16 @@ def main(argv):
       with open(FLAGS.output, 'w') as f:
         json.dump(results, f)
       logging.info('Wrote %s', FLAGS.output)
+      picture = figures.draw_or_warn('the Table-3 heat-map', lambda: table_figure.plot_table3(
+          results, picture_path(FLAGS.output)))
+      if picture:
+        logging.info('Wrote %s', picture)
+
+
+def picture_path(output: str) -> str:
+  """X.json -> X.png; an --output already ending in .png gets .png appended, not overwritten."""
+  base, extension = os.path.splitext(output)
+  return output + '.png' if extension.lower() == '.png' else base + '.png'
 
 
 if __name__ == '__main__':

@@ -12,7 +12,8 @@
    --config.init_from=DIR --config.init_from_reinit='("classifier","aux_4a","aux_4d")';
 5. scores the test proposals with the ensemble (softmax averaged), per-class NMS at 0.3;
 6. writes <workdir>/detection/report.md (per-class AP: VOC07 11-point, VOC10+ all-point,
-   COCO AP50), metrics.json, detections.json and images/*.png.
+   COCO AP50), metrics.json, detections.json, images/*.png and precision_recall.png (one VOC
+   precision-recall curve per class, labelled with its AP).
 
 Running the same command again reuses the proposals and the trained classifiers.
 Exit status as main.py's: 75 when a signal stopped a classifier's training (saved; run again

@@ -6,7 +6,8 @@ import os
 import pytest
 
 from configs import rcnn_synthetic
-from detection import run
+from detection import precision_recall_figure, run
+from tests.png_checks import assert_picture
 from train import checkpoint
 
 pytest.importorskip("cv2.ximgproc", reason="needs opencv-contrib-python-headless")
@@ -62,6 +63,8 @@ def test_short_run_detects_and_evaluates(tmp_path):
   assert all(0 <= v <= 64 for d in detections for v in d["bbox"])
   report = (out / "report.md").read_text()
   assert "| **mAP** |" in report and "| circle |" in report
+  assert_picture(out / "precision_recall.png", precision_recall_figure.WIDTH_PX,
+                 precision_recall_figure.HEIGHT_PX)
   # The classifier was trained by the training system (checkpoint, model config recorded).
   variables, model_config = checkpoint.load_model_variables(str(workdir / "classifier_0"))
   assert model_config["num_classes"] == 4 and "classifier" in variables["params"]

@@ -2,8 +2,9 @@
 import numpy as np
 import pytest
 
-from detection import metrics
+from detection import metrics, precision_recall_figure
 from detection.metrics import Detections, GroundTruth
+from tests.png_checks import assert_picture
 
 
 def dets(rows):
@@ -136,3 +137,27 @@ def test_proposal_recall():
   assert metrics.proposal_recall(proposals, ground_truths) == (1.0, 2)  # 0.5 counts
   assert metrics.proposal_recall(proposals, ground_truths, 0.6) == (0.5, 2)
   assert metrics.proposal_recall(proposals, ground_truths, include_difficult=True) == (2 / 3, 3)
+
+
+def test_precision_recall_picture_has_every_class(tmp_path):
+  # Class a: TP then FP then TP of 2 boxes; b: ground truth, no detection; c: no ground truth.
+  ground_truths = [GroundTruth.create([[0, 0, 10, 10], [20, 20, 30, 30]], [0, 0]),
+                   GroundTruth.create([[0, 0, 5, 5]], [1])]
+  detections = dets([(0, 0, 0.9, [0, 0, 10, 10]), (0, 0, 0.8, [40, 40, 50, 50]),
+                     (0, 0, 0.7, [20, 20, 30, 30]), (1, 2, 0.6, [0, 0, 5, 5])])
+  names = ["a", "b", "c"]
+  result = metrics.evaluate_detections(detections, ground_truths, names)
+  curves = metrics.voc_curves(detections, ground_truths, len(names))
+  recall, precision, num_gt = curves[0]
+  np.testing.assert_allclose(recall, [0.5, 0.5, 1.0])
+  np.testing.assert_allclose(precision, [1.0, 0.5, 2 / 3])
+  assert num_gt == 2 and result.per_class[0].voc10 == pytest.approx(metrics.voc_ap(
+      recall, precision, False))
+  assert [len(c[0]) for c in curves] == [3, 0, 1] and [c[2] for c in curves] == [2, 1, 0]
+
+  path = precision_recall_figure.plot_precision_recall(
+      curves, result, str(tmp_path / "pr.png"), title="three classes", iou_threshold=0.5)
+  assert_picture(path, precision_recall_figure.WIDTH_PX, precision_recall_figure.HEIGHT_PX)
+  assert [precision_recall_figure._label(c) for c in result.per_class] == [
+      f"a: AP {100 * result.per_class[0].voc10:.1f}, 2 GT", "b: AP 0.0, 1 GT, no detections",
+      "c: no ground truth"]

@@ -5,7 +5,8 @@ import json
 import pytest
 from absl import flags
 
-from eval import classify
+from eval import classify, table_figure
+from tests.png_checks import assert_picture
 from tests.test_eval_scoring import write_digit_folder
 from train import train_and_evaluate
 
@@ -97,3 +98,28 @@ def test_two_trained_models_with_1_10_and_144_crops(tmp_path, parse_flags, capsy
     assert 1.0 - single[index]['top5_error'] == pytest.approx(summary['eval_top5'], abs=0.051)
   best = results['best_single_model']
   assert columns[6][0] == f'best single (seed{best})'
+
+  # The heat-map beside the JSON: rows 1 model, 2 models, best single; columns 1, 10, 144 crops.
+  assert_picture(tmp_path / 'results.png', table_figure.WIDTH_PX, table_figure.HEIGHT_PX)
+  labels, top5_error, top1_error = table_figure._grid(results['table'], [1, 10, 144],
+                                                      ['seed0', 'seed1'])
+  assert labels == ['1 model', '2 models', f'best single\n(seed{best})']
+  assert top5_error[1, 2] == pytest.approx(results['table'][5]['top5_error'])
+  assert top1_error[2, 0] == pytest.approx(1.0 - results['table'][6]['top1_accuracy'])
+
+
+def test_picture_beside_the_json_never_replaces_it():
+  assert classify.picture_path('/out/table3.json') == '/out/table3.png'
+  assert classify.picture_path('/out/table3') == '/out/table3.png'
+  assert classify.picture_path('/out/table3.PNG') == '/out/table3.PNG.png'
+
+
+def test_heat_map_of_one_model_and_one_crop_scheme(tmp_path):
+  # One cell: a colour scale of zero width must still draw (one colour, its value written).
+  cell = {'kind': 'ensemble', 'models': [0], 'num_models': 1, 'crops': 1, 'cost': 1,
+          'top1_accuracy': 0.75, 'top5_error': 0.0}
+  results = {'crops': [1], 'models': [{'name': '/runs/a'}], 'table': [cell], 'num_images': 4,
+             'source': 'digits', 'split': 'test', 'combine': 'mean_softmax', 'params': 'ema'}
+  path = table_figure.plot_table3(results, str(tmp_path / 'one.png'))
+  assert_picture(path, table_figure.WIDTH_PX, table_figure.HEIGHT_PX)
+  assert table_figure._grid(results['table'], [1], ['a'])[0] == ['1 model']

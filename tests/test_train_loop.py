@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from configs import digits
-from train import checkpoint, train_and_evaluate
+from tests.png_checks import assert_picture
+from train import checkpoint, curves, train_and_evaluate
 
 
 def tiny_config(steps):
@@ -54,6 +55,14 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
   with open(tmp_path / "straight" / "summary.json") as f:
     assert json.load(f)["step"] == 6
   assert os.listdir(tmp_path / "straight" / "tensorboard")
+  # curves.png of the resumed run covers both segments (train logs every 2 steps, an
+  # evaluation at the end of each segment), read back from its event files.
+  scalars = curves.read_scalars(os.path.join(interrupted, "tensorboard"))
+  np.testing.assert_array_equal(scalars["train/loss"][0], [2, 4, 6])
+  np.testing.assert_array_equal(scalars["eval/top1"][0], [4, 6])
+  np.testing.assert_array_equal(scalars["eval_ema/top1"][0], [4, 6])
+  assert scalars["eval/top1"][1][-1] == pytest.approx(resumed["eval_top1"])
+  assert_picture(os.path.join(interrupted, "curves.png"), curves.WIDTH_PX, curves.HEIGHT_PX)
   # The workdir records the model config, so evaluation can rebuild the model.
   with open(tmp_path / "straight" / checkpoint.MODEL_CONFIG_FILE) as f:
     assert json.load(f)["width"] == 0.125
@@ -72,6 +81,8 @@ def test_sigterm_saves_and_stops(tmp_path):
   assert 0 <= summary["step"] < 100_000
   manager = checkpoint.checkpoint_manager(str(tmp_path))
   assert manager.latest_step() == summary["step"]
+  # A stopped run draws its curves too (panels say 'no data yet' if it stopped before a log).
+  assert_picture(tmp_path / "curves.png", curves.WIDTH_PX, curves.HEIGHT_PX)
 
 
 def test_class_count_mismatch_is_explained(tmp_path):

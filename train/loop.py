@@ -26,7 +26,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 import input_pipeline
 from inception import create_model_from_config
 from inception.kernels import kernels_for_mesh
-from train import checkpoint, compiler_options, reporting, resume, schedule
+from train import checkpoint, compiler_options, curves, reporting, resume, schedule
 from train.config_checks import check_config
 from train.init_from import load_initial_variables
 from train.optim import create_optimizer
@@ -407,6 +407,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: _
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "summary.json"), "w") as f:
       json.dump(summary, f, indent=2)
+    curves.write_training_curves(workdir)  # after the writer's close: every event is on disk
   if not stop_reason:
     logging.info("Done: top1 %.4f / top5 %.4f (EMA %.4f / %.4f) after %d steps in %s; checkpoint %s",
                  summary["eval_top1"], summary["eval_top5"], summary["eval_ema_top1"],
