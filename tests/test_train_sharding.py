@@ -9,7 +9,7 @@ from inception import create_model_from_config
 from train import schedule
 from train.optim import create_optimizer
 from train.state import create_train_state
-from train.step import make_train_step
+from train.step import make_eval_step, make_train_step, topk_correct
 
 
 def run_step(devices, config, batch):
@@ -46,3 +46,35 @@ def test_one_and_eight_devices_agree():
   np.testing.assert_allclose(metrics_1["grad_norm"], metrics_8["grad_norm"], rtol=1e-4)
   for a, b in zip(jax.tree.leaves(params_1), jax.tree.leaves(params_8)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_topk_correct_ranks_like_lax_top_k_ties_included():
+  rng = np.random.default_rng(1)
+  # Logits on a coarse grid, so many examples hold exact ties at the label's value.
+  logits = jnp.asarray(rng.integers(0, 4, size=(512, 10)).astype(np.float32))
+  labels = jnp.asarray(rng.integers(0, 10, size=512))
+  for k in (1, 5, 10):
+    _, top = jax.lax.top_k(logits, k)
+    expected = np.any(np.asarray(top) == np.asarray(labels)[:, None], axis=-1)
+    np.testing.assert_array_equal(np.asarray(topk_correct(logits, labels, k)), expected)
+
+
+def test_eval_step_keeps_the_batch_sharded():
+  """Only the sums cross devices: no all-gather of the logits (XLA's TopK is not batch-split)."""
+  config = digits.get_config()
+  config.model.width = 0.125
+  mesh = Mesh(np.array(jax.devices()), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+  model = create_model_from_config(config.model)
+  variables = jax.eval_shape(lambda: model.init({"params": jax.random.key(0)},
+                                                jnp.zeros((1, 32, 32, 3))))
+  sharded = NamedSharding(mesh, PartitionSpec("data"))
+  batch = {"image": jax.ShapeDtypeStruct((48, 32, 32, 3), jnp.float32, sharding=sharded),
+           "label": jax.ShapeDtypeStruct((48,), jnp.int32, sharding=sharded),
+           "mask": jax.ShapeDtypeStruct((48,), jnp.bool_, sharding=sharded)}
+  replicated = NamedSharding(mesh, PartitionSpec())
+  variables = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
+                           variables)
+  compiled = jax.jit(make_eval_step(model), out_shardings=replicated).lower(variables, batch).compile()
+  text = compiled.as_text()
+  assert "all-gather" not in text
+  assert text.count("all-reduce(") == 1  # the four sums, combined

@@ -28,10 +28,18 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float =
 
 
 def topk_correct(logits: jax.Array, labels: jax.Array, k: int) -> jax.Array:
-  """1.0 where the label is among the k highest logits (k capped at the class count)."""
-  k = min(k, logits.shape[-1])
-  _, top = jax.lax.top_k(logits, k)
-  return jnp.any(top == labels[:, None], axis=-1).astype(jnp.float32)
+  """1.0 where the label is among the k highest logits, ties ranked as `lax.top_k` ranks
+  them (the lower class index first).
+
+  Counted per example (how many classes rank ahead of the label) rather than with
+  `lax.top_k`: XLA's sharding propagation does not split a TopK along the batch, so on a
+  mesh it all-gathered every device's logits to every device first (one more collective per
+  step, [global batch, classes] floats each way). This form stays batch-sharded.
+  """
+  label_logit = jnp.take_along_axis(logits, labels[:, None], axis=-1)
+  lower_index = jnp.arange(logits.shape[-1]) < labels[:, None]
+  ahead = (logits > label_logit) | ((logits == label_logit) & lower_index)
+  return (jnp.sum(ahead, axis=-1) < k).astype(jnp.float32)
 
 
 def total_loss(logits: jax.Array, aux_logits: tuple[jax.Array, ...], labels: jax.Array,
