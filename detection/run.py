@@ -32,6 +32,7 @@ from detection import proposals as proposals_lib
 from detection import regions
 from detection import report
 from detection import scoring
+from train import reporting
 
 
 def _proposals_for(split, cache: proposals_lib.ProposalCache, name: str,
@@ -40,16 +41,19 @@ def _proposals_for(split, cache: proposals_lib.ProposalCache, name: str,
   start, hits, misses = time.time(), cache.hits, cache.misses
   local_count = len(multihost.local_indices(len(split)))
   done = 0
+  bar = reporting.progress_bar(local_count, f"proposals {name}", unit="image")
 
   def compute(index):
     nonlocal done
     done += 1
+    bar.update(1)
     if done % 200 == 0:
       logging.info("proposals %s: %d/%d of this process's images (%.1fs)", name, done,
                    local_count, time.time() - start)
     return cache.get(split.image(index))
 
   boxes = multihost.compute_and_share(len(split), compute, columns=4)
+  bar.close()
   hits, misses = multihost.sum_over_processes([cache.hits - hits, cache.misses - misses])
   cache_counts["hits"] += hits
   cache_counts["misses"] += misses

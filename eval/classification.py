@@ -156,6 +156,7 @@ def evaluate(models: Sequence[ModelToEvaluate], data_config: ml_collections.Conf
       consume(*in_flight.popleft())
   while in_flight:
     consume(*in_flight.popleft())
+  progress.bar.close()
   if tally.count != num_images:
     raise RuntimeError(f'counted {tally.count} images of {split!r}, expected {num_images}')
 
@@ -196,6 +197,7 @@ class _Progress:
     self.count = 0
     self.first_batch_done: Optional[float] = None
     self.count_after_first = 0
+    self.bar = reporting.progress_bar(num_images, 'evaluating', unit='image')
 
   def images_per_second(self) -> float:
     now = time.time()
@@ -205,6 +207,7 @@ class _Progress:
 
   def update(self, index: int, images: int) -> None:
     self.count += images
+    self.bar.update(images)
     if self.first_batch_done is None:
       self.first_batch_done = time.time()
     else:

@@ -7,6 +7,7 @@ same model and augmentation code runs on them as on photos. Everything stays in 
 8x8 arrays (115 kB); upscaling happens per example, lazily, inside tf.data.
 """
 import functools
+import re
 
 import numpy as np
 import tensorflow as tf
@@ -45,6 +46,9 @@ def upscale_to_rgb(image: tf.Tensor, image_size: int) -> tf.Tensor:
   return tf.image.grayscale_to_rgb(resized)
 
 
+_SLICED_SPLIT = re.compile(r"(\w+)\[(-?\d*):(-?\d*)\]")
+
+
 class DigitsSource(sources.Source):
   """scikit-learn digits; splits 'train' (1,437), 'test' (360, alias 'validation'), 'all'."""
 
@@ -56,12 +60,20 @@ class DigitsSource(sources.Source):
     return NUM_CLASSES
 
   def _split(self, split: str) -> tuple[np.ndarray, np.ndarray]:
-    name = SPLIT_ALIASES.get(split, split)
+    """A named split, or a slice of one in TFDS's notation: 'test[:60]', 'train[100:200]'."""
+    sliced = _SLICED_SPLIT.fullmatch(split)
+    name, start, stop = sliced.groups() if sliced else (split, "", "")
+    name = SPLIT_ALIASES.get(name, name)
     splits = digits_splits()
     if name not in splits:
-      raise ValueError(f"digits has splits 'train', 'test' (or 'validation') and 'all'; "
-                       f'got split {split!r} (config.data.train_split / eval_split)')
-    return splits[name]
+      raise ValueError(f"digits has splits 'train', 'test' (or 'validation') and 'all', or a "
+                       f"slice of one such as 'test[:60]'; got split {split!r} "
+                       "(config.data.train_split / eval_split)")
+    images, labels = splits[name]
+    part = slice(int(start) if start else None, int(stop) if stop else None)
+    if sliced and not len(labels[part]):
+      raise ValueError(f"split {split!r} is empty: {name!r} has {len(labels)} examples")
+    return images[part], labels[part]
 
   def num_examples(self, split: str) -> int:
     return len(self._split(split)[1])

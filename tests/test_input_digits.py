@@ -41,6 +41,18 @@ def test_config_facing_api_for_digits():
     input_pipeline.num_examples(config, 'val_set')
 
 
+def test_slices_of_a_split_in_tfds_notation():
+  config = input_pipeline.default_data_config()
+  assert input_pipeline.num_examples(config, 'test[:60]') == 60
+  assert input_pipeline.num_examples(config, 'train[100:200]') == 100
+  assert input_pipeline.num_examples(config, 'validation[-10:]') == 10
+  labels = [int(b['label'][m]) for b in input_pipeline.create_eval_dataset(
+      config, 8, split='test[:10]').as_numpy_iterator() for m in np.flatnonzero(b['mask'])]
+  assert labels == _first_test_labels()
+  with pytest.raises(ValueError, match=r"'test\[400:\]' is empty"):
+    input_pipeline.num_examples(config, 'test[400:]')
+
+
 def test_digits_batches_have_the_right_shapes_labels_and_pixels():
   config = input_pipeline.default_data_config()
   config.image_size = 40

@@ -1,6 +1,7 @@
 """End to end on the embedded digits config: train, checkpoint, resume, evaluate."""
 import json
 import os
+import re
 import signal
 import threading
 
@@ -31,7 +32,7 @@ def final_params(workdir):
   return variables, ema
 
 
-def test_resumed_run_equals_uninterrupted_run(tmp_path):
+def test_resumed_run_equals_uninterrupted_run(tmp_path, monkeypatch, capsys):
   straight = train_and_evaluate(tiny_config(6), str(tmp_path / "straight"))
   assert straight["step"] == 6 and 0.0 <= straight["eval_top1"] <= 1.0
   assert {"eval_ema_top1", "eval_top5", "wall_seconds", "checkpoint"} <= set(straight)
@@ -45,8 +46,13 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
   partial.mkdir()
   (partial / "half_written").write_bytes(b"\0" * 10)
   assert checkpoint.checkpoint_manager(interrupted).latest_step() == 4
+  monkeypatch.setenv("GOOGLENET_PROGRESS_BARS", "1")  # as if a person watched a terminal
+  capsys.readouterr()
   resumed = train_and_evaluate(tiny_config(6), interrupted)
   assert resumed["step"] == 6
+  # The bar starts at the resumed step and ends at the last one.
+  bar = capsys.readouterr().err
+  assert re.search(r"training: +67%.*\| 4/6", bar) and re.search(r"training: 100%.*\| 6/6", bar)
 
   (params_a, ema_a), (params_b, ema_b) = final_params(tmp_path / "straight"), final_params(interrupted)
   for a, b in zip(jax.tree.leaves((params_a, ema_a)), jax.tree.leaves((params_b, ema_b))):

@@ -1,4 +1,6 @@
 """Schedule, EMA (of weights and BatchNorm statistics), losses, optimizer masks and config checks of the training system."""
+import io
+import re
 import subprocess
 import sys
 
@@ -163,3 +165,17 @@ def test_loading_a_config_imports_no_framework():
                         text=True, timeout=120, check=False)
   assert done.returncode == 0, done.stderr[-3000:]
   assert done.stdout.strip() == "[]"
+
+
+def test_progress_bars_only_where_someone_watches(monkeypatch, capsys):
+  from train import reporting  # pylint: disable=g-import-not-at-top
+  monkeypatch.delenv("GOOGLENET_PROGRESS_BARS", raising=False)
+  monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal: log lines only
+  assert not reporting.someone_is_watching()
+  assert isinstance(reporting.progress_bar(3, "quiet"), reporting._NoBar)  # pylint: disable=protected-access
+  monkeypatch.undo()
+  monkeypatch.setenv("GOOGLENET_PROGRESS_BARS", "1")
+  bar = reporting.progress_bar(3, "shown", unit="image")
+  bar.update(3)
+  bar.close()
+  assert re.search(r"shown: 100%.*3/3", capsys.readouterr().err)

@@ -354,12 +354,14 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: _
   logging.info("Training %s for %d steps (%.1f epochs of %d images) on %d devices, global batch %d.",
                config.model.variant, total_steps, total_steps / per_epoch, num_train,
                jax.device_count(), config.batch_size)
+  bar = reporting.progress_bar(total_steps, "training", initial=start_step)
   try:
     while step < total_steps:
       state, metrics, stop_vote = train_step(state, next(batches),
                                              votes.ballot(stop.signal_name is not None))
       pending.add(metrics)
       step += 1
+      bar.update(1)
       stop_agreed = votes.agreed_after(stop_vote)
       interval_steps += 1
       if not stop.first_step_done:
@@ -375,6 +377,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: _
         images_per_sec = interval_steps * config.batch_size / elapsed if interval_steps else None
         reporting.log_train_line(step, total_steps, step / per_epoch, means, images_per_sec,
                                  elapsed / interval_steps if interval_steps else None)
+        bar.set_postfix_str(f"loss {means['loss']:.3f} top1 {means['top1']:.3f}")
         writer.write_scalars(step, {f"train/{k}": v for k, v in means.items()}
                              | ({"train/images_per_sec": images_per_sec} if interval_steps else {}))
         interval_start, interval_steps = time.time(), 0
@@ -400,6 +403,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: _
     else:
       run_eval(step)
   finally:
+    bar.close()
     try:
       writer.close()
     except Exception as error:  # pylint: disable=broad-except  # e.g. the disk became read-only

@@ -1,0 +1,49 @@
+"""notebooks/quickstart.ipynb runs top to bottom (QUICK, on this CPU) and shows what it promises."""
+import os
+
+import nbformat
+from nbclient import NotebookClient
+
+from tests.local_cluster import REPO_ROOT
+
+NOTEBOOK = os.path.join(REPO_ROOT, "notebooks", "quickstart.ipynb")
+
+
+def outputs_of(notebook, mime):
+  return [output["data"][mime] for cell in notebook.cells if cell.cell_type == "code"
+          for output in cell.get("outputs", []) if mime in output.get("data", {})]
+
+
+def test_committed_notebook_holds_no_outputs():
+  notebook = nbformat.read(NOTEBOOK, as_version=4)
+  for cell in notebook.cells:
+    if cell.cell_type == "code":
+      assert cell.outputs == [] and cell.execution_count is None, cell.source[:80]
+
+
+def test_quickstart_runs_top_to_bottom(tmp_path):
+  notebook = nbformat.read(NOTEBOOK, as_version=4)
+  parameters = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
+  assert len(parameters) == 1 and "QUICK = True" in parameters[0].source
+  # Injected after the parameters cell's own lines, as papermill does: a fresh workdir.
+  parameters[0].source += f"\nWORKDIR = {str(tmp_path / 'quickstart')!r}\n"
+  # A one-device CPU runtime like Colab's, not the suite's 8 simulated devices.
+  env = dict(os.environ)
+  env["XLA_FLAGS"] = " ".join(f for f in env.get("XLA_FLAGS", "").split()
+                              if not f.startswith("--xla_force_host_platform_device_count"))
+  client = NotebookClient(notebook, timeout=600, kernel_name="python3",
+                          resources={"metadata": {"path": os.path.join(REPO_ROOT, "notebooks")}})
+  client.execute(env=env)  # raises CellExecutionError, naming the cell, on any error
+
+  printed = "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code"
+                    for o in c.outputs if o.get("output_type") == "stream")
+  assert "(local checkout)" in printed and "CpuDevice" in printed
+  assert "EMA top-1" in printed
+  markdown = "\n".join(outputs_of(notebook, "text/markdown"))
+  assert "inception (3a)" in markdown and "multiply-adds" in markdown  # Table 1
+  table3 = [line for line in markdown.splitlines() if line.startswith("| 2 |")]
+  assert [line.split("|")[2].strip() for line in table3] == ["1", "10", "144"]  # Table 3
+  assert "mAP" in markdown  # the detection report
+  # curves, the 144-crop grid, the detections
+  assert len(outputs_of(notebook, "image/png")) >= 3
+  assert os.path.exists(tmp_path / "quickstart" / "digits_seed0" / "curves.png")
