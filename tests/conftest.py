@@ -25,3 +25,14 @@ from train.host import enable_compilation_cache  # pylint: disable=wrong-import-
 _CACHE_DIR = tempfile.mkdtemp(prefix="googlenet_test_xla_cache_")
 atexit.register(shutil.rmtree, _CACHE_DIR, True)
 enable_compilation_cache(_CACHE_DIR)
+
+# Files with tests of a minute or more (pytest --durations): collected first, so that
+# pytest-xdist's per-file scheduling starts them first and both workers finish together.
+_LONG_FILES_FIRST = ("test_eval_classify.py", "test_notebook.py", "test_multiprocess.py",
+                     "test_run_safety.py", "test_train_loop.py", "test_detection_end_to_end.py",
+                     "test_train_sharding.py")
+
+
+def pytest_collection_modifyitems(items):
+  rank = {name: index for index, name in enumerate(_LONG_FILES_FIRST)}
+  items.sort(key=lambda item: rank.get(os.path.basename(str(item.path)), len(rank)))
