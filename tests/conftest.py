@@ -26,24 +26,13 @@ _CACHE_DIR = tempfile.mkdtemp(prefix="googlenet_test_xla_cache_")
 atexit.register(shutil.rmtree, _CACHE_DIR, True)
 enable_compilation_cache(_CACHE_DIR)
 
-# Files with tests of a minute or more (pytest --durations): collected first, so that the
-# xdist scheduler starts them first and both workers finish together.
+# Files with tests of a minute or more (pytest --durations): collected first, so that
+# pytest-xdist's per-file scheduling starts them first and both workers finish together.
 _LONG_FILES_FIRST = ("test_eval_classify.py", "test_notebook.py", "test_multiprocess.py",
                      "test_run_safety.py", "test_train_loop.py", "test_detection_end_to_end.py",
                      "test_train_sharding.py")
-# Files whose tests share a module-scoped fixture (a 2-process run, a trained model): kept on
-# one worker (pytest.ini: --dist loadgroup), so the fixture is built once; every other test is
-# scheduled on its own.
-_SHARED_FIXTURE_FILES = ("test_multiprocess.py", "test_detection_data.py",
-                         "test_detection_proposals.py", "test_model_structure.py",
-                         "test_summary.py", "test_torchvision_import.py")
 
 
 def pytest_collection_modifyitems(items):
   rank = {name: index for index, name in enumerate(_LONG_FILES_FIRST)}
   items.sort(key=lambda item: rank.get(os.path.basename(str(item.path)), len(rank)))
-  import pytest  # pylint: disable=g-import-not-at-top
-  for item in items:
-    name = os.path.basename(str(item.path))
-    if name in _SHARED_FIXTURE_FILES:
-      item.add_marker(pytest.mark.xdist_group(name))
