@@ -170,6 +170,7 @@ def test_loading_a_config_imports_no_framework():
 def test_progress_bars_only_where_someone_watches(monkeypatch, capsys):
   from train import reporting  # pylint: disable=g-import-not-at-top
   monkeypatch.delenv("GOOGLENET_PROGRESS_BARS", raising=False)
+  monkeypatch.delitem(sys.modules, "ipykernel", raising=False)  # another test may import it
   monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal: log lines only
   assert not reporting.someone_is_watching()
   assert isinstance(reporting.progress_bar(3, "quiet"), reporting._NoBar)  # pylint: disable=protected-access
