@@ -196,28 +196,23 @@ def _open_manager(config: ml_collections.ConfigDict, workdir: str):
   _finish_saves(manager, raise_errors=True)
 
 
-def _last_complete(manager: ocp.CheckpointManager) -> str:
-  steps = checkpoint.complete_steps(manager)
-  return f"{manager.directory}/{steps[-1]}" if steps else "none (no save completed)"
-
-
 def _write_error(manager: ocp.CheckpointManager, steps: tuple[int | None, ...],
                  error: Exception) -> CheckpointWriteError:
   """Names the checkpoint that failed (the newest of `steps` not on disk) and the newest one
   that is complete, read from the disk: an asynchronous write of an earlier step can be the
   one that failed, reported by orbax only at the next save or wait."""
-  done = set(checkpoint.complete_steps(manager))
+  done = checkpoint.complete_steps(manager)
   failed = [step for step in steps if step is not None and step not in done]
   which = (f"checkpoint {manager.directory}/{failed[0]}" if failed
            else f"a checkpoint in {manager.directory}")
+  last = f"{manager.directory}/{done[-1]}" if done else "none (no save completed)"
   return CheckpointWriteError(
       f"Could not write {which} ({type(error).__name__}: {error}). The last complete "
-      f"checkpoint is {_last_complete(manager)}. Free space or make the workdir writable, "
-      "then run the same command again to resume.")
+      f"checkpoint is {last}. Free space or make the workdir writable, then run the same "
+      "command again to resume.")
 
 
-def _finish_saves(manager: ocp.CheckpointManager, raise_errors: bool,
-                  in_flight: int | None = None) -> None:
+def _finish_saves(manager: ocp.CheckpointManager, raise_errors: bool) -> None:
   """Lets the saves in flight finish and closes the manager, on every exit (done, stopped,
   NaN, error), so the checkpoint a message names is on disk when the process ends."""
   try:
@@ -225,7 +220,7 @@ def _finish_saves(manager: ocp.CheckpointManager, raise_errors: bool,
     manager.close()
   except Exception as error:  # pylint: disable=broad-except  # a failed asynchronous write
     if raise_errors:
-      raise _write_error(manager, (in_flight,), error) from error
+      raise _write_error(manager, (), error) from error
     logging.error("Also, a checkpoint write in %s failed: %s", manager.directory, error)
 
 
