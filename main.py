@@ -6,10 +6,17 @@ Exit status: 0 when the run is complete; 75 when SIGTERM or Ctrl-C stopped it af
 checkpoint (run the same command again to resume; schedulers should requeue); 1 with a
 one-line `error: ...` for a problem to fix (config, data, workdir), the traceback in the log.
 """
-import sys
+from runtime import launch
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+launch.reexec_if_program(__name__)  # before the heavy imports below (runtime/launch.py)
+
+import sys  # noqa: E402
+
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+import train  # noqa: E402
+from runtime import process  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard logs and summary.json.")
@@ -30,13 +37,8 @@ def parse_flags(argv):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  from train.host import start_jax_process
-  from train.reporting import quiet_orbax_info_logs
-  quiet_orbax_info_logs()
   config = FLAGS.config
-  start_jax_process(config.distributed, config.compilation_cache)
-
-  import train
+  process.start_jax_process(config.distributed, config.compilation_cache)
   try:
     summary = train.train_and_evaluate(config, FLAGS.workdir)
   except (ValueError, OSError, train.NonFiniteLossError, train.WorkdirBusyError) as error:
@@ -47,6 +49,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  import host_allocator
-  host_allocator.reexec_with_allocator_settings()  # XLA:CPU buffers without page faults
   app.run(main, flags_parser=parse_flags)

@@ -23,7 +23,7 @@ from absl import flags
 from benchmarks import timing
 from benchmarks import winograd
 
-# (height = width, C_in, C_out) of GoogLeNet's 3x3 convolutions (REFERENCE.md section 1).
+# (height = width, C_in, C_out) of GoogLeNet's 3x3 convolutions (paper Table 1).
 LAYERS = {
     "conv2": (56, 64, 192),
     "inception_3a": (28, 96, 128),
@@ -123,6 +123,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  import host_allocator
-  host_allocator.reexec_with_allocator_settings()  # as in training: huge-page buffers
+  from runtime import launch
+  launch.reexec_with_allocator_settings()  # as in training: huge-page buffers
   app.run(main)

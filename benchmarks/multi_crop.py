@@ -7,7 +7,7 @@ Times, in steady state and in one process, alternating:
     view=eval.multi_crop.view_function(eval.crops.multi_crop_144(S)))` (decode, 4 resizes, 144
     windows and mirrors in tf.data) feeding `eval.scoring.crop_scores` (forward passes of
     `--rows` views each, softmax, mean over the views), one image per step;
-  * single crop: `model.apply(train=False)` on `--rows` images of S x S.
+  * single crop: `model.apply(train=False).logits` on `--rows` images of S x S.
 Prints one JSON line with the seconds per image of each, and
 `ratio = 144-crop seconds per image / (144 x single-crop forward seconds per image)`: the
 overhead of cropping, feeding and pooling (the paper's Table 3 counts the cost as crops x
@@ -65,7 +65,7 @@ def main(argv):
                                  "mean_softmax", views_per_step=FLAGS.rows)
     jax.block_until_ready(scores)
 
-  forward = jax.jit(lambda v, x: model.apply(v, x, train=False))
+  forward = jax.jit(lambda v, x: model.apply(v, x, train=False).logits)
   single = jnp.asarray(np.random.default_rng(0).standard_normal((FLAGS.rows, size, size, 3), np.float32))
 
   def single_step():
@@ -101,6 +101,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  import host_allocator
-  host_allocator.reexec_with_allocator_settings()  # XLA:CPU buffers without page faults
+  from runtime import launch
+  launch.reexec_with_allocator_settings()  # XLA:CPU buffers without page faults
   app.run(main)

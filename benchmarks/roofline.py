@@ -100,6 +100,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  import host_allocator
-  host_allocator.reexec_with_allocator_settings()
+  from runtime import launch
+  launch.reexec_with_allocator_settings()
   app.run(main)

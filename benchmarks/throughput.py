@@ -17,7 +17,7 @@ What is timed for ours:
     Polyak EMA of the parameters and the step's metrics. jit with the state donated, as in
     `train/loop.py`. The batch is already on the device (the input pipeline is measured by
     `benchmarks.input_pipeline`).
-  * infer: `model.apply(variables, images, train=False)` under jit: float32 logits.
+  * infer: `model.apply(variables, images, train=False).logits` under jit: float32 logits.
 
 `--peer=torchvision` runs `torchvision.models.googlenet` in the same process, alternating one
 step of each, so both see the same machine load:
@@ -54,10 +54,10 @@ flags.DEFINE_enum("peer", "none", ["none", "torchvision"], "Also run this peer, 
 flags.DEFINE_enum("peer_layout", "channels_last", ["channels_last", "nchw"],
                   "Memory format of the torch peer.")
 flags.DEFINE_boolean("cpu_fast_paths", True, "Use the CPU max-pool VJP, matmul 1x1 "
-                     "convolutions and training compiler options (inception/pooling.py, "
-                     "inception/conv.py, train/compiler_options.py); false measures XLA's "
+                     "convolutions and training compiler options (kernels/max_pool.py, "
+                     "kernels/conv1x1.py, train/compiler_options.py); false measures XLA's "
                      "defaults for a before/after comparison. The fused BatchNorm+ReLU "
-                     "(inception/batch_norm.py) is not CPU-specific and stays on.")
+                     "(kernels/batch_norm_relu.py) is not CPU-specific and stays on.")
 flags.DEFINE_integer("peer_threads", 0, "torch.set_num_threads; 0 keeps torch's default "
                      "(the number of cores).")
 flags.DEFINE_integer("peak_gemm_reps", 5, "On CPU: timed calls per shape when measuring XLA's "
@@ -138,7 +138,7 @@ def build_ours(variant: str, mode: str, batch: int, image_size: int, num_classes
       jax.block_until_ready(metrics)
   else:
     start = time.perf_counter()
-    forward = jax.jit(lambda v, x: model.apply(v, x, train=False)).lower(variables, images).compile()
+    forward = jax.jit(lambda v, x: model.apply(v, x, train=False).logits).lower(variables, images).compile()
 
     def step() -> None:
       jax.block_until_ready(forward(variables, images))
@@ -288,7 +288,7 @@ def main(argv):
     result.update(summarise(times["peer_"], FLAGS.batch, "peer_"))
     result.update(peer_info)
     result["ratio"] = round(result["images_per_sec"] / result["peer_images_per_sec"], 3)
-  # Allocator settings change both frameworks' speed (host_allocator.py): record them.
+  # Allocator settings change both frameworks' speed (runtime/launch.py): record them.
   result["glibc_tunables"] = os.environ.get("GLIBC_TUNABLES")
   result["load_avg_1min_before"] = round(load_before, 2)
   result["load_avg_1min_after"] = round(os.getloadavg()[0], 2)
@@ -296,6 +296,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  import host_allocator
-  host_allocator.reexec_with_allocator_settings()  # XLA:CPU buffers without page faults
+  from runtime import launch
+  launch.reexec_with_allocator_settings()  # XLA:CPU buffers without page faults
   app.run(main)

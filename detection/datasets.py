@@ -24,6 +24,7 @@ import numpy as np
 from absl import logging
 
 from detection import metrics
+from runtime.registry import Registry
 
 ON_BAD_ANNOTATION = ("raise", "skip")
 
@@ -205,23 +206,42 @@ def tfds_annotation(example: dict, where: str, on_bad: str, report: AnnotationRe
                     labels[keep], difficult[keep])
 
 
+def tfds_from_config(name: str, config, split: str, max_images: int) -> TfdsSplit:
+  """The 'tfds:<name>' dataset (registered below)."""
+  return TfdsSplit(name, split, config.data_dir, config.on_bad_annotation, max_images)
+
+
+# kind -> factory(argument, detection section, split, max_images) -> DetectionSplit. Built-ins
+# are named by strings (imported on first use): this module never imports its implementations.
+DATASETS: Registry = Registry("config.detection.dataset kind",
+                              "detection.datasets.register_dataset", {
+    "synthetic": "detection.synthetic:from_config",
+    "tfds": "detection.datasets:tfds_from_config",
+    "voc": "detection.voc:from_config",
+})
+_TAKES_ARGUMENT = {"synthetic": False, "tfds": True, "voc": True}
+
+
+def register_dataset(kind: str, factory, takes_argument: bool = True) -> None:
+  """Makes `config.detection.dataset='<kind>:<argument>'` load splits with
+  `factory(argument, detection_section, split, max_images)`; a "module:function" string is
+  imported on first use."""
+  DATASETS.register(kind, factory)
+  _TAKES_ARGUMENT[kind] = takes_argument
+
+
 def load_split(config, split: str, max_images: int = -1) -> DetectionSplit:
   """The split named `split` of the dataset `config.dataset` (a `detection` config section)."""
   kind, _, argument = config.dataset.partition(":")
   if config.on_bad_annotation not in ON_BAD_ANNOTATION:
     raise ValueError(f"config.detection.on_bad_annotation={config.on_bad_annotation!r}: "
                      f"expected one of {ON_BAD_ANNOTATION}")
-  if kind == "synthetic" and not argument:
-    from detection import synthetic  # pylint: disable=g-import-not-at-top
-    return synthetic.SyntheticSplit(config.synthetic, split, max_images)
-  if kind == "tfds" and argument:
-    return TfdsSplit(argument, split, config.data_dir, config.on_bad_annotation, max_images)
-  if kind == "voc" and argument:
-    from detection import voc  # pylint: disable=g-import-not-at-top
-    return voc.VocFolderSplit(argument, split, tuple(config.class_names) or voc.VOC_CLASSES,
-                              config.on_bad_annotation, max_images)
-  raise ValueError(f"config.detection.dataset={config.dataset!r}: expected 'synthetic', "
-                   "'tfds:<name>' (e.g. 'tfds:voc/2007') or 'voc:<root directory>'")
+  if kind not in DATASETS or bool(argument) != _TAKES_ARGUMENT[kind]:
+    forms = ", ".join(repr(f"{name}:<...>" if _TAKES_ARGUMENT[name] else name)
+                      for name in DATASETS.names())
+    raise ValueError(f"config.detection.dataset={config.dataset!r}: expected one of {forms} "
+                     "(e.g. 'tfds:voc/2007', 'voc:<VOCdevkit/VOC2007>')")
+  return DATASETS.get(kind)(argument, config, split, max_images)
 
 
 def class_names_of(splits: Sequence[DetectionSplit]) -> tuple[str, ...]:

@@ -1,6 +1,6 @@
 """Detection metrics in NumPy: PASCAL VOC AP (2007 11-point, 2010+ all-point), COCO AP50, recall.
 
-The rules (REFERENCE.md section 6) differ where it matters:
+The rules (docs/paper_notes.md, "Detection metrics") differ where it matters:
 
 * VOC (devkit `VOCevaldet.m`): per class, detections of all images sorted by descending score
   (stable); each takes the ground truth of *highest* IoU in its image (first one on ties).

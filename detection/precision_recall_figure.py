@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-import figures
+from runtime import figures
 from detection import metrics
 
 WIDTH_PX, HEIGHT_PX = 900, 600

@@ -238,7 +238,8 @@ def _cached_source(directory: str, manifest_mtime: float, image_size: int, norma
   return RegionSource(directory, config)
 
 
-def _make_source(argument: str, data_config: ml_collections.ConfigDict) -> RegionSource:
+def from_config(argument: str, data_config: ml_collections.ConfigDict) -> RegionSource:
+  """The 'regions:<dir>' source (registered in input_pipeline/sources.py)."""
   # The manifest is read once per settings, not at every get_source call of the pipeline.
   directory = os.path.abspath(argument)
   manifest = os.path.join(directory, MANIFEST)
@@ -246,5 +247,3 @@ def _make_source(argument: str, data_config: ml_collections.ConfigDict) -> Regio
   return _cached_source(directory, mtime, data_config.image_size, data_config.normalization,
                         data_config.cache, data_config.shuffle_buffer)
 
-
-sources.register_source("regions", _make_source)

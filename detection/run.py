@@ -22,7 +22,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-import figures
+from runtime import figures
 from detection import config as config_lib
 from detection import datasets
 from detection import metrics
@@ -32,7 +32,7 @@ from detection import proposals as proposals_lib
 from detection import regions
 from detection import report
 from detection import scoring
-from train import reporting
+from runtime import mesh as mesh_lib, progress
 
 
 def _proposals_for(split, cache: proposals_lib.ProposalCache, name: str,
@@ -41,7 +41,7 @@ def _proposals_for(split, cache: proposals_lib.ProposalCache, name: str,
   start, hits, misses = time.time(), cache.hits, cache.misses
   local_count = len(multihost.local_indices(len(split)))
   done = 0
-  bar = reporting.progress_bar(local_count, f"proposals {name}", unit="image")
+  bar = progress.progress_bar(local_count, f"proposals {name}", unit="image")
 
   def compute(index):
     nonlocal done
@@ -97,7 +97,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   stopped a classifier's training (saved; detection waits for the rerun).
   """
   from train import train_and_evaluate  # pylint: disable=g-import-not-at-top
-  from train.loop import create_data_mesh  # pylint: disable=g-import-not-at-top
 
   start = time.time()
   timings = {}
@@ -157,7 +156,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   scores = scoring.score_proposals(
       test_split, test_proposals, classifiers, config.data.image_size,
       section.regions.context_padding, config.data.normalization, section.inference_batch_size,
-      create_data_mesh())
+      mesh_lib.create_data_mesh())
   detections = scoring.detect(test_proposals, scores, nms_iou=section.nms_iou,
                               score_threshold=section.score_threshold,
                               max_detections=section.max_detections_per_image)

@@ -20,7 +20,6 @@ import jax
 import numpy as np
 import tensorflow as tf
 from absl import logging
-from jax.sharding import NamedSharding, PartitionSpec
 
 import input_pipeline
 from detection import boxes as box_ops
@@ -30,7 +29,7 @@ from inception import create_model_from_config
 from input_pipeline import decode
 from input_pipeline import photometric
 from input_pipeline import sharding
-from train import checkpoint
+from runtime import artifacts, mesh as mesh_lib
 
 
 def region_batches(split, proposals: Sequence[np.ndarray], crop_size: int, context_padding: int,
@@ -71,10 +70,10 @@ def load_classifiers(model_dirs: Sequence[str], use_ema: bool) -> list[tuple[dic
   """[(model config, variables)] of each workdir or exported model."""
   loaded = []
   for directory in model_dirs:
-    variables, model_config = checkpoint.load_model_variables(directory, use_ema=use_ema)
+    variables, model_config = artifacts.load_model_variables(directory, use_ema=use_ema)
     if model_config is None:
       raise FileNotFoundError(f"{directory} does not record its model config "
-                              f"({checkpoint.MODEL_CONFIG_FILE}); cannot rebuild the classifier.")
+                              f"({artifacts.MODEL_CONFIG_FILE}); cannot rebuild the classifier.")
     loaded.append((model_config, variables))
   outputs = {config["num_classes"] for config, _ in loaded}
   if len(outputs) != 1:
@@ -87,14 +86,14 @@ def _predictor(model_config_json: str, mesh: jax.sharding.Mesh):
   """Compiled softmax forward of one architecture, shared by every call (and ensemble member)."""
   model = create_model_from_config(json.loads(model_config_json))
   return jax.jit(lambda variables, images: jax.nn.softmax(
-      model.apply(variables, images, train=False), axis=-1),
-                 out_shardings=NamedSharding(mesh, PartitionSpec()))
+      model.apply(variables, images, train=False).logits, axis=-1),
+                 out_shardings=mesh_lib.replicated(mesh))
 
 
 @functools.lru_cache(maxsize=8)
 def _to_every_process(mesh: jax.sharding.Mesh):
   """A sharded batch -> the whole batch on every device, so every process can read all rows."""
-  return jax.jit(lambda tree: tree, out_shardings=NamedSharding(mesh, PartitionSpec()))
+  return jax.jit(lambda tree: tree, out_shardings=mesh_lib.replicated(mesh))
 
 
 def score_proposals(split, proposals: Sequence[np.ndarray], classifiers: Sequence[tuple[dict, Any]],
@@ -112,7 +111,7 @@ def score_proposals(split, proposals: Sequence[np.ndarray], classifiers: Sequenc
   shards = [sharding.process_indices(len(split), p, process_count) for p in range(process_count)]
   largest = max(sum(len(proposals[i]) for i in shard) for shard in shards)
   num_batches = max(1, math.ceil(largest / host_batch))
-  replicated = NamedSharding(mesh, PartitionSpec())
+  replicated = mesh_lib.replicated(mesh)
   members = [(_predictor(json.dumps(model_config, sort_keys=True), mesh),
               jax.device_put(variables, replicated)) for model_config, variables in classifiers]
   num_outputs = classifiers[0][0]["num_classes"]

@@ -116,3 +116,9 @@ class SyntheticSplit(datasets.DetectionSplit):
 
   def encoded(self, index: int) -> bytes:
     return datasets.encode_png(self._images[index])
+
+
+def from_config(argument: str, config, split: str, max_images: int) -> SyntheticSplit:
+  """The 'synthetic' dataset (registered in datasets.py); it takes no argument."""
+  del argument
+  return SyntheticSplit(config.synthetic, split, max_images)

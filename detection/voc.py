@@ -112,3 +112,9 @@ class VocFolderSplit(datasets.DetectionSplit):
   def encoded(self, index: int) -> bytes:
     with open(self._paths[index], "rb") as f:
       return f.read()
+
+
+def from_config(root: str, config, split: str, max_images: int) -> VocFolderSplit:
+  """The 'voc:<root>' dataset (registered in datasets.py); class names default to PASCAL's."""
+  return VocFolderSplit(root, split, tuple(config.class_names) or VOC_CLASSES,
+                        config.on_bad_annotation, max_images)

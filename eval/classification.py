@@ -19,15 +19,13 @@ import ml_collections
 import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
-from jax.sharding import NamedSharding, PartitionSpec
 
 import input_pipeline
 from eval import crops as crops_lib
 from eval import multi_crop, report, scoring
 from inception import create_model_from_config
 from input_pipeline import eval_preprocess, sharding
-from train import checkpoint, reporting
-from train.loop import create_data_mesh
+from runtime import artifacts, mesh as mesh_lib, progress
 
 # Upper bound on one float32 host batch of all views when --batch_size is not given.
 HOST_BATCH_BUDGET_BYTES = 1 << 30
@@ -46,11 +44,11 @@ def load_models(directories: Sequence[str], use_ema: bool) -> list[ModelToEvalua
   """Rebuilds each model from the model.json next to its checkpoint."""
   models = []
   for directory in directories:
-    variables, model_config = checkpoint.load_model_variables(directory, use_ema=use_ema)
+    variables, model_config = artifacts.load_model_variables(directory, use_ema=use_ema)
     if model_config is None:
-      raise ValueError(f'{directory} has no {checkpoint.MODEL_CONFIG_FILE}; cannot tell which '
+      raise ValueError(f'{directory} has no {artifacts.MODEL_CONFIG_FILE}; cannot tell which '
                        'model its variables belong to.')
-    if use_ema and os.path.isdir(os.path.join(directory, checkpoint.VARIABLES_SUBDIR)):
+    if use_ema and os.path.isdir(os.path.join(directory, artifacts.VARIABLES_SUBDIR)):
       logging.warning('%s is an exported model with one set of parameters; --params=ema does '
                       'not apply to it.', directory)
     models.append(ModelToEvaluate(directory, create_model_from_config(model_config), variables,
@@ -102,7 +100,7 @@ def evaluate(models: Sequence[ModelToEvaluate], data_config: ml_collections.Conf
   start = time.time()
   schemes = parse_crops(crops)
   split = data_config.eval_split if split is None else split
-  mesh = create_data_mesh() if mesh is None else mesh
+  mesh = mesh_lib.create_data_mesh() if mesh is None else mesh
   image_size = data_config.image_size
   resize_size = eval_preprocess.eval_resize_size(image_size, data_config.eval_resize_ratio)
   views, subsets = crops_lib.union_of_schemes(schemes, image_size, resize_size)
@@ -118,13 +116,13 @@ def evaluate(models: Sequence[ModelToEvaluate], data_config: ml_collections.Conf
 
   dummy = jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32)
   for entry in models:
-    logits = jax.eval_shape(lambda v, x, m=entry.model: m.apply(v, x, train=False),
+    logits = jax.eval_shape(lambda v, x, m=entry.model: m.apply(v, x, train=False).logits,
                             entry.variables, dummy)
     if logits.shape[-1] != num_classes:
       raise ValueError(f'model {entry.name} has {logits.shape[-1]} classes but '
                        f'{data_config.source!r} has {num_classes}.')
 
-  replicated = NamedSharding(mesh, PartitionSpec())
+  replicated = mesh_lib.replicated(mesh)
   variables = [jax.device_put(entry.variables, replicated) for entry in models]
   weights = jax.device_put(scoring.scheme_weights(subsets, schemes, len(views)), replicated)
   dataset = input_pipeline.create_eval_dataset(data_config, batch_size, split,
@@ -197,7 +195,7 @@ class _Progress:
     self.count = 0
     self.first_batch_done: Optional[float] = None
     self.count_after_first = 0
-    self.bar = reporting.progress_bar(num_images, 'evaluating', unit='image')
+    self.bar = progress.progress_bar(num_images, 'evaluating', unit='image')
 
   def images_per_second(self) -> float:
     now = time.time()
@@ -218,4 +216,4 @@ class _Progress:
       eta = (self.num_images - self.count) / rate if rate else 0.0
       logging.info('batch %d/%d: %d/%d images, %.1f images/s (%d views each), ETA %s', index,
                    self.num_batches, self.count, self.num_images, rate, self.num_views,
-                   reporting.format_eta(eta))
+                   progress.format_eta(eta))

@@ -22,17 +22,19 @@ predictions per image and crop scheme as JSON, and beside it the table as a PNG 
 and top-1 error; see eval/table_figure.py). Runs on one device or on the mesh of all devices
 (batch sharded over 'data'); every image is counted exactly once (padding carries mask False).
 """
-from __future__ import annotations
+from runtime import launch
 
-import json
-import os
+launch.reexec_if_program(__name__)  # before the heavy imports below (runtime/launch.py)
 
-import jax
-from absl import app, flags, logging
-from ml_collections import config_flags
+import json  # noqa: E402
+import os  # noqa: E402
 
-import figures
-from eval import classification, table_figure
+import jax  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from eval import classification, table_figure  # noqa: E402
+from runtime import figures, process  # noqa: E402
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', 'configs/digits.py',
@@ -55,10 +57,8 @@ flags.mark_flags_as_required(['models'])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  from train.host import start_jax_process  # pylint: disable=g-import-not-at-top
-
   config = FLAGS.config
-  start_jax_process(bool(config.get('distributed')), config.get('compilation_cache', 'off'))
+  process.start_jax_process(bool(config.get('distributed')), config.get('compilation_cache', 'off'))
   try:
     models = classification.load_models(FLAGS.models, use_ema=FLAGS.params == 'ema')
     results = classification.evaluate(
@@ -93,6 +93,4 @@ def picture_path(output: str) -> str:
 
 
 if __name__ == '__main__':
-  import host_allocator
-  host_allocator.reexec_with_allocator_settings()  # XLA:CPU buffers without page faults
   app.run(main)

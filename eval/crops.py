@@ -1,4 +1,4 @@
-"""Crop geometry of the paper's evaluation schemes (section 7, Table 3; REFERENCE.md section 4).
+"""Crop geometry of the paper's evaluation schemes (section 7, Table 3; docs/paper_notes.md, "Evaluation crops").
 
 Pure functions, no TensorFlow: a `View` names one crop symbolically (the shorter side the image
 is resized to, the region of the resized image, the crop inside that region, the mirror flag)

@@ -21,10 +21,18 @@ to resume and detect), 1 with `error: ...` for a problem to fix.
 `--config.detection.train=false` only detects (with classifier_<m> already in the workdir and/or
 --config.detection.extra_model_dirs).
 """
-import sys
+from runtime import launch
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+launch.reexec_if_program(__name__)  # before the heavy imports below (runtime/launch.py)
+
+import sys  # noqa: E402
+
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+import train  # noqa: E402
+from detection import run  # noqa: E402
+from runtime import process  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for region records, classifiers and the report.")
@@ -36,14 +44,7 @@ flags.mark_flags_as_required(["workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  from train.host import start_jax_process  # pylint: disable=g-import-not-at-top
-  from train.reporting import quiet_orbax_info_logs  # pylint: disable=g-import-not-at-top
-  quiet_orbax_info_logs()
-  # Joins the multi-host runtime with --config.distributed=true (train/host.py).
-  start_jax_process(bool(FLAGS.config.get("distributed")),
-                    FLAGS.config.get("compilation_cache", "off"))
-  from detection import run  # pylint: disable=g-import-not-at-top
-  import train  # pylint: disable=g-import-not-at-top
+  process.start_jax_process(FLAGS.config.distributed, FLAGS.config.compilation_cache)
   try:
     summary = run.run(FLAGS.config, FLAGS.workdir)
   except (ValueError, OSError, train.NonFiniteLossError, train.WorkdirBusyError) as error:
@@ -54,6 +55,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  import host_allocator
-  host_allocator.reexec_with_allocator_settings()  # XLA:CPU buffers without page faults
   app.run(main)

@@ -5,7 +5,7 @@ first k models (k = 1..N, in the order given) for every crop scheme, plus the be
 (highest top-1 with the largest crop scheme), each with its cost (models x crops), top-1
 accuracy, top-5 error and the top-5 error relative to the base cell (1 model, fewest crops).
 Top-1: the label is the first prediction; top-5 error: the label is not among the first five
-(REFERENCE.md section 4).
+(docs/paper_notes.md, "Evaluation crops").
 """
 from __future__ import annotations
 

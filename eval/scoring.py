@@ -71,7 +71,7 @@ def crop_scores(model: Any, variables: Any, images: jax.Array, weights: jax.Arra
   def add_views(total, inputs):
     views, view_weights, view_member = inputs  # [B, chunk, ...], [schemes, chunk] x 2
     logits = model.apply(variables, views.reshape((batch * chunk,) + views.shape[2:]),
-                         train=False).astype(jnp.float32)
+                         train=False).logits.astype(jnp.float32)
     logits = logits.reshape(batch, chunk, -1)
     values = logits if combine == 'mean_logits' else jax.nn.softmax(logits, axis=-1)
     if combine == 'max_softmax':
@@ -79,7 +79,7 @@ def crop_scores(model: Any, variables: Any, images: jax.Array, weights: jax.Arra
       return jnp.maximum(total, masked.max(axis=2)), None
     return total + jnp.einsum('sv,bvc->sbc', view_weights, values), None
 
-  logits_shape = jax.eval_shape(lambda v: model.apply(variables, v, train=False),
+  logits_shape = jax.eval_shape(lambda v: model.apply(variables, v, train=False).logits,
                                 images[0, :, 0])
   shape = (weights.shape[0],) + logits_shape.shape
   initial = jnp.full(shape, -jnp.inf if combine == 'max_softmax' else 0.0, jnp.float32)

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-import figures
+from runtime import figures
 from eval import report
 
 WIDTH_PX, HEIGHT_PX = 1000, 500

@@ -1,9 +1,22 @@
-"""GoogLeNet (Inception v1) as pure Flax linen modules: no I/O, no training code."""
-from inception.googlenet import AuxHead, GoogLeNet, InceptionModule
-from inception.layers import CeilMaxPool, ConvBlock, LocalResponseNorm
-from inception.variants import VARIANTS, create_model, create_model_from_config
+"""GoogLeNet (Inception v1) as pure Flax linen modules: no I/O, no training code.
 
-__all__ = [
-    "AuxHead", "CeilMaxPool", "ConvBlock", "GoogLeNet", "InceptionModule", "LocalResponseNorm",
-    "VARIANTS", "create_model", "create_model_from_config",
-]
+The names below are imported on first use, so `from inception import config` (as config files
+do) imports no Flax.
+"""
+from runtime import lazy
+
+_EXPORTS = {
+    "AuxHead": "inception.googlenet",
+    "GoogLeNet": "inception.googlenet",
+    "GoogLeNetOutput": "inception.googlenet",
+    "InceptionModule": "inception.googlenet",
+    "CeilMaxPool": "inception.layers",
+    "ConvBlock": "inception.layers",
+    "LocalResponseNorm": "inception.layers",
+    "VARIANTS": "inception.variants",
+    "create_model": "inception.variants",
+    "create_model_from_config": "inception.models",
+    "register_model": "inception.models",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy.exports(__name__, _EXPORTS)

@@ -3,14 +3,15 @@
 Layer names follow the BVLC Caffe `bvlc_googlenet` prototxt (`conv1`, `conv2_reduce`,
 `inception_4a/3x3_reduce`, ...) so a parameter tree reads like Table 1 of the paper.
 
-Output contract of `GoogLeNet.__call__(images, train=..., return_features=...)`:
-  * inference (`train=False`): float32 logits `[batch, num_classes]`;
-  * training (`train=True`): a tuple `(logits, aux_logits)` where `aux_logits` holds the two
-    auxiliary heads' logits (on 4a, then 4d), or is empty when `aux_heads=False`;
-  * `return_features=True` appends the pooled 1024-d (times width) features to the result,
-    e.g. `(logits, features)` at inference, for the detection region classifier.
-The auxiliary heads' parameters are always created at init (when enabled), so checkpoints are
-complete whichever mode the model was initialised in.
+`GoogLeNet.__call__(images, train=...)` returns one `GoogLeNetOutput`:
+  * `logits`: float32 `[batch, num_classes]`;
+  * `aux_logits`: the two auxiliary heads' logits (on 4a, then 4d) when training with
+    `aux_heads=True`, else `()`;
+  * `features`: the pooled 1024-d (times width) float32 features before dropout and the
+    classifier, for feature extraction and linear probes.
+Under `jax.jit` an output nobody reads costs nothing. The auxiliary heads' parameters are
+always created at init (when enabled), so checkpoints are complete whichever mode the model
+was initialised in.
 
 Small inputs: the stem is the same at every resolution. Pools use Caffe's ceil rounding with
 windows clipped to the map, so a 32x32 input runs 16->8->4->2->1 and a 64x64 input 32->16->8->4->2.
@@ -26,6 +27,7 @@ import functools
 from typing import Any, Callable
 
 import flax.linen as nn
+import flax.struct
 import jax
 import jax.numpy as jnp
 
@@ -65,6 +67,13 @@ class InceptionModule(nn.Module):
     branch4 = self.pool(3, 1, pad=1, name="pool")(x)
     branch4 = self.conv(c.pool_proj, 1, name="pool_proj")(branch4, train=train)
     return jnp.concatenate([branch1, branch2, branch3, branch4], axis=-1)
+
+
+@flax.struct.dataclass
+class GoogLeNetOutput:
+  logits: jax.Array
+  aux_logits: tuple[jax.Array, ...]
+  features: jax.Array
 
 
 class AuxHead(nn.Module):
@@ -124,11 +133,11 @@ class GoogLeNet(nn.Module):
   conv_bias_init: float = 0.2
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
-  # Op formulations: 'auto' picks per platform when lowered (inception/kernels.py).
+  # Op formulations: 'auto' picks per platform when lowered (kernels/select.py).
   kernels: str = "auto"
 
   @nn.compact
-  def __call__(self, images: jax.Array, *, train: bool = False, return_features: bool = False):
+  def __call__(self, images: jax.Array, *, train: bool = False) -> GoogLeNetOutput:
     kernel_init = kernel_init_by_name(self.kernel_init)
     conv = functools.partial(
         ConvBlock, batch_norm=self.batch_norm, bn_momentum=self.bn_momentum,
@@ -160,9 +169,11 @@ class GoogLeNet(nn.Module):
 
     def aux_head(tag: str, inputs: jax.Array) -> None:
       head = AuxHead(
-          self.num_classes, conv, width(paper.AUX_CONV_CHANNELS), width(paper.AUX_HIDDEN_UNITS),
-          self.aux_dropout_rate, self.aux_pool, kernel_init, self.conv_bias_init,
-          self.dtype, self.param_dtype, name=f"aux_{tag}")
+          num_classes=self.num_classes, conv=conv, conv_channels=width(paper.AUX_CONV_CHANNELS),
+          hidden_units=width(paper.AUX_HIDDEN_UNITS), dropout_rate=self.aux_dropout_rate,
+          pool=self.aux_pool, kernel_init=kernel_init,
+          hidden_bias_init_value=self.conv_bias_init, dtype=self.dtype,
+          param_dtype=self.param_dtype, name=f"aux_{tag}")
       aux_logits.append(head(inputs, train=train))
 
     x = inception("3a", x)
@@ -189,9 +200,5 @@ class GoogLeNet(nn.Module):
                       dtype=self.dtype, param_dtype=self.param_dtype, name="classifier")(x)
     logits = logits.astype(jnp.float32)
 
-    outputs: tuple = (logits,)
-    if train:
-      outputs += (tuple(aux_logits) if self.aux_heads else (),)
-    if return_features:
-      outputs += (features,)
-    return outputs[0] if len(outputs) == 1 else outputs
+    return GoogLeNetOutput(logits=logits, aux_logits=tuple(aux_logits) if train else (),
+                           features=features)

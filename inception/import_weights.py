@@ -5,7 +5,7 @@
 
 `--src` is a torchvision GoogLeNet state dict saved with `torch.save` (the published file is
 googlenet-1378be20.pth; nothing is downloaded here). `DIR` receives `variables/` and
-`model.json` (train/checkpoint.py `save_model_variables`), so `--config.init_from=DIR` and
+`model.json` (runtime/artifacts.py `save_model_variables`), so `--config.init_from=DIR` and
 evaluation rebuild the `torchvision` variant with `inception.create_model_from_config`.
 The conversion rules and checks are in inception/torchvision_weights.py.
 
@@ -92,8 +92,8 @@ def import_torchvision(src: str, out: str, *, num_classes: int | None = None,
                        aux_heads: bool = True, seed: int = 0) -> dict[str, Any]:
   """Reads `src`, converts, writes the export to `out`; returns the model config written."""
   _import_torch()  # fail fast with the install hint, before the slow imports below
-  # Imported here so that `--help` does not wait for orbax (and the training package).
-  from train.checkpoint import save_model_variables  # pylint: disable=g-import-not-at-top
+  # Imported here so that `--help` does not wait for orbax.
+  from runtime.artifacts import save_model_variables  # pylint: disable=g-import-not-at-top
 
   start = time.perf_counter()
   state_dict = read_torch_state_dict(src)

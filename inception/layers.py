@@ -1,7 +1,7 @@
 """Building blocks of GoogLeNet: conv(+BN)+ReLU, Caffe-style LRN, and Caffe-rounded pooling.
 
 Flax has neither a local response normalisation layer nor Caffe's "ceil" pooling arithmetic,
-and both are needed to reproduce the BVLC reference build (REFERENCE.md §1).
+and both are needed to reproduce the BVLC reference build (docs/paper_notes.md, "Local response normalisation").
 """
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from inception.batch_norm import BatchNormReLU
-from inception import conv as conv_lib
-from inception.lrn import local_response_norm
-from inception.pooling import max_pool_2d
+from kernels.batch_norm_relu import BatchNormReLU
+from kernels import conv1x1 as conv_lib
+from kernels.lrn import local_response_norm
+from kernels.max_pool import max_pool_2d
 
 Dtype = Any
 Initializer = Callable[..., jax.Array]
@@ -77,7 +77,7 @@ class ConvBlock(nn.Module):
         bias_init=nn.initializers.constant(self.bias_init_value),
         dtype=self.dtype,
         param_dtype=self.param_dtype,
-        # Same parameters and values as lax's; 1x1 convs as matmuls on CPU (inception/conv.py).
+        # Same parameters and values as lax's; 1x1 convs as matmuls on CPU (kernels/conv1x1.py).
         conv_general_dilated=conv_lib.for_kernels(self.kernels),
         name="conv",
     )(x)
@@ -98,7 +98,7 @@ class LocalResponseNorm(nn.Module):
   """Caffe's across-channel LRN (AlexNet): x / (k + alpha / n * sum_{n neighbours} x^2) ** beta.
 
   Caffe divides alpha by the window size n, unlike TensorFlow's `local_response_normalization`
-  (REFERENCE.md §1). The channel window is centred and zero-padded at both ends.
+  (docs/paper_notes.md, "Local response normalisation"). The channel window is centred and zero-padded at both ends.
   """
   size: int = 5
   alpha: float = 1e-4
@@ -109,7 +109,7 @@ class LocalResponseNorm(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     if self.size % 2 != 1:
       raise ValueError(f"LRN size must be odd to centre the window, got {self.size}.")
-    # Computed in float32 with a hand-written gradient (inception/lrn.py).
+    # Computed in float32 with a hand-written gradient (kernels/lrn.py).
     return local_response_norm(x, self.size, self.alpha, self.beta, self.k).astype(x.dtype)
 
 
@@ -162,9 +162,9 @@ def valid_avg_pool(x: jax.Array, window: Sequence[int], stride: int) -> jax.Arra
   """Average pool without padding (NHWC), as one matmul with a constant pooling matrix.
 
   Why a matmul: the auxiliary heads' 5x5/3 pool (14x14 -> 4x4) is 16 outputs per channel, and
-  the gradient of `nn.avg_pool` is a padded, dilated reduce_window over the whole 14x14 map:
-  fwd+bwd at batch 32 with 512 channels took 14.3 ms on XLA:CPU against 4.9 ms as a matmul
-  with the (16, 196) pooling matrix. Same values up to float rounding; any backend.
+  the gradient of `nn.avg_pool` is a padded, dilated reduce_window over the whole 14x14 map,
+  about 3x slower on XLA:CPU than the matmul with the (16, 196) pooling matrix
+  (benchmarks/README.md, "What made the difference", item 6). Same values up to float rounding.
   """
   height, width = x.shape[-3:-1]
   if window[0] > height or window[1] > width:

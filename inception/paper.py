@@ -74,5 +74,5 @@ PRINTED_TOTAL_PARAMS_M = 6.8
 
 # A row is flagged when the computed figure differs from the printed one by more than this.
 # Printed values are rounded to 2-3 digits and a few are off by ~1-2% (4a, 4d, 5b), while the
-# known typos (conv1, 4c params, 5a) are off by 5% or more (REFERENCE.md §1).
+# known typos (conv1, 4c params, 5a) are off by 5% or more (docs/paper_notes.md, "Table 1 and its misprints").
 FLAG_RELATIVE_TOLERANCE = 0.03

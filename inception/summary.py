@@ -5,7 +5,7 @@
 Everything is computed from the model itself with `jax.eval_shape` (no weights are allocated):
 output sizes from captured intermediates, weights from the parameter tree, multiply-adds as
 kernel size x output positions of every conv and dense layer. The paper's printed figures sit
-beside the computed ones; rows where they disagree by more than 3% are flagged (REFERENCE.md §1:
+beside the computed ones; rows where they disagree by more than 3% are flagged (docs/paper_notes.md, "Table 1 and its misprints":
 conv1, 4c params and 5a are known misprints in Table 1).
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
+from absl import app, flags
 from flax.traverse_util import flatten_dict
 
 from inception import paper
@@ -196,7 +197,7 @@ def format_report(report: Report, title: str) -> str:
       "ops = multiply-adds per image in M = 10^6. LRN layers (paper variant) are not rows of",
       f"Table 1. 'DIFFERS' marks rows where this model and the printed figure are more than "
       f"{paper.FLAG_RELATIVE_TOLERANCE:.0%} apart;",
-      "for the `paper` variant at 224x224 those are the paper's own misprints (REFERENCE.md §1).",
+      "for the `paper` variant at 224x224 those are the paper's own misprints (docs/paper_notes.md).",
       "",
       *_table_lines(report.rows),
   ]
@@ -216,23 +217,34 @@ def format_report(report: Report, title: str) -> str:
   return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-  import argparse
+def print_report(variant: str = "paper", image_size: int = 224, width: float = 1.0,
+                 num_classes: int = 1000) -> None:
+  from inception.variants import create_model  # pylint: disable=g-import-not-at-top
 
-  from inception.variants import VARIANTS, create_model
-
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--variant", default="paper", choices=sorted(VARIANTS))
-  parser.add_argument("--image_size", type=int, default=224)
-  parser.add_argument("--width", type=float, default=1.0)
-  parser.add_argument("--num_classes", type=int, default=1000)
-  args = parser.parse_args(argv)
-  model = create_model(args.variant, width=args.width, num_classes=args.num_classes)
-  report = build_report(model, args.image_size)
-  title = (f"GoogLeNet `{args.variant}` at {args.image_size}x{args.image_size}, "
-           f"width {args.width:g}, {args.num_classes} classes")
+  model = create_model(variant, width=width, num_classes=num_classes)
+  report = build_report(model, image_size)
+  title = (f"GoogLeNet `{variant}` at {image_size}x{image_size}, width {width:g}, "
+           f"{num_classes} classes")
   print(format_report(report, title))
 
 
+def define_flags() -> None:
+  """Called only when run as a program, so importing this module registers no global flags."""
+  from inception.variants import VARIANTS  # pylint: disable=g-import-not-at-top
+
+  flags.DEFINE_enum("variant", "paper", sorted(VARIANTS), "Model variant.")
+  flags.DEFINE_integer("image_size", 224, "Input height and width.")
+  flags.DEFINE_float("width", 1.0, "Channel multiplier.")
+  flags.DEFINE_integer("num_classes", 1000, "Classes of the classifier.")
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  print_report(flags.FLAGS.variant, flags.FLAGS.image_size, flags.FLAGS.width,
+               flags.FLAGS.num_classes)
+
+
 if __name__ == "__main__":
-  main()
+  define_flags()
+  app.run(main)

@@ -28,12 +28,12 @@ torchvision's first conv sees. With 'imagenet' normalisation it would behave lik
 from __future__ import annotations
 
 import dataclasses
-import logging
 from typing import Any, Callable, Iterator, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 
 from inception.variants import create_model
 

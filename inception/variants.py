@@ -2,16 +2,16 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from typing import Any
 
 import jax.numpy as jnp
 
 from inception.googlenet import GoogLeNet
-from inception.kernels import check_kernels
+from kernels.select import check_kernels
 
 VARIANTS: dict[str, dict[str, Any]] = {
     # BVLC Caffe `bvlc_googlenet`: the paper's topology with LRN, true 5x5 kernels, biases
-    # initialised to 0.2 and the "xavier" filler (REFERENCE.md §1). These are GoogLeNet's defaults.
+    # initialised to 0.2 and the "xavier" filler (docs/paper_notes.md, "Caffe initialisation"). These are GoogLeNet's defaults.
     "paper": {},
     # BatchNorm after every conv (no conv bias), no LRN: the variant that trains fast today.
     "bn": dict(batch_norm=True, lrn=False, kernel_init="he_normal", conv_bias_init=0.0),
@@ -50,10 +50,3 @@ def create_model(variant: str = "paper", **overrides: Any) -> GoogLeNet:
   if fields.get("aux_pool", "caffe") not in ("caffe", "adaptive"):
     raise ValueError(f"aux_pool must be 'caffe' or 'adaptive', got {fields['aux_pool']!r}.")
   return GoogLeNet(**fields)
-
-
-def create_model_from_config(model_config: Mapping[str, Any]) -> GoogLeNet:
-  """Build from a config section: `variant` plus any GoogLeNet fields."""
-  fields = dict(model_config)
-  variant = fields.pop("variant", "paper")
-  return create_model(variant, **fields)

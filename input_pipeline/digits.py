@@ -9,6 +9,7 @@ same model and augmentation code runs on them as on photos. Everything stays in 
 import functools
 import re
 
+import ml_collections
 import numpy as np
 import tensorflow as tf
 
@@ -99,3 +100,9 @@ class DigitsSource(sources.Source):
       return tf.data.Dataset.from_tensor_slices(order).map(example)
 
     return sources.Shard(num_examples=num_local, ordered=ordered, shuffled=shuffled)
+
+
+def from_config(argument: str, data_config: ml_collections.ConfigDict) -> DigitsSource:
+  """The 'digits' source (registered in sources.py)."""
+  del argument  # 'digits' takes none
+  return DigitsSource(data_config.image_size)

@@ -2,7 +2,7 @@
 
 The pipeline decodes the whole image once (`decode.decode_rgb`) and then applies a view
 function `(uint8 [H, W, 3], image_size S, resize_size) -> float32 [num_views, S, S, 3]`. The single centre crop here is the
-paper's "1 crop" column of Table 3; the 10- and 144-crop schemes (REFERENCE.md section 4) are
+paper's "1 crop" column of Table 3; the 10- and 144-crop schemes (docs/paper_notes.md, "Evaluation crops") are
 view functions of the same shape built by the classification evaluator
 (`eval.multi_crop.view_function`) and passed to `create_eval_dataset(view=...)`.
 """

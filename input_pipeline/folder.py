@@ -14,11 +14,13 @@ raise `CorruptImageError` naming them (on_corrupt='raise'), instead of failing l
 tf.data with no file name. GIF, PNG and BMP are valid images and decode to RGB.
 """
 import dataclasses
+import functools
 import hashlib
 import os
 from pathlib import Path
 
 from absl import logging
+import ml_collections
 import numpy as np
 import tensorflow as tf
 
@@ -257,3 +259,17 @@ def _report_bad_files(skipped: tuple[SkippedFile, ...], total: int, root: Path,
         f"(config.data.on_corrupt='raise'; set it to 'skip' to leave them out):\n{listing}")
   logging.warning('Skipping %d of %d files in image folder %s that are not decodable images '
                   "(config.data.on_corrupt='skip'):\n%s", len(skipped), total, root, listing)
+
+
+def from_config(root: str, data_config: ml_collections.ConfigDict) -> ImageFolderSource:
+  """The 'folder:<root>' source (registered in sources.py)."""
+  return _cached_folder(root, data_config.folder_val_fraction, data_config.folder_check,
+                        data_config.on_corrupt)
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_folder(root: str, val_fraction: float, check: str, on_corrupt: str
+                   ) -> ImageFolderSource:
+  """Built once per process and settings: the file list is scanned and checked only once,
+  so a corrupt file is also logged only once."""
+  return ImageFolderSource(root, val_fraction=val_fraction, check=check, on_corrupt=on_corrupt)

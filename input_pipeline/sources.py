@@ -3,8 +3,20 @@
     'digits'          8x8 digits shipped in scikit-learn (digits.py)
     'tfds:<name>'     a TFDS image-classification dataset (tfds_source.py)
     'folder:<root>'   an image folder root/<class>/<image> (folder.py)
-    '<kind>:<arg>'    a source registered from outside this package with `register_source`,
-                      e.g. 'regions:<dir>' (detection/regions.py, R-CNN region classifiers)
+    'regions:<dir>'   R-CNN region records (detection/regions.py)
+
+Every kind, built in or not, is an entry of one registry: kind -> factory(argument,
+data_config) -> Source, or a "module:function" string naming that factory, imported the
+first time the kind is used (so this module imports none of its implementations, and any
+binary resolves every kind). Adding one:
+
+    from input_pipeline import sources
+
+    class MySource(sources.Source): ...                 # num_classes, num_examples, shard
+
+    sources.register_source('mine', lambda argument, data_config: MySource(argument))
+    # or, without importing it yet: sources.register_source('mine', 'my_pkg.my_mod:from_config')
+    # then --config.data.source=mine:<argument>
 
 A source answers three questions: how many classes, how many examples a split has, and what
 one process's part of a split looks like (a `Shard`). Examples are dicts
@@ -13,21 +25,25 @@ augmentation happen later in the pipeline, so skipped examples are never decoded
 """
 import abc
 import dataclasses
-import functools
-import importlib
 from typing import Callable
 
 import ml_collections
 import tensorflow as tf
 
-SOURCE_FORMS = "'digits', 'tfds:<dataset name>' or 'folder:<root directory>'"
+from runtime.registry import Registry
 
-# kind -> factory(argument, data_config) -> Source, for sources defined by other packages.
-_REGISTERED_SOURCES: dict[str, Callable[[str, ml_collections.ConfigDict], 'Source']] = {}
-# Kinds that modules of this repository register when imported: imported on first use, so
-# every binary resolves them (main.py with --config.data.source=regions:DIR included)
-# without this package importing theirs.
-_REGISTERING_MODULES = {'regions': 'detection.regions'}
+Factory = Callable[[str, ml_collections.ConfigDict], 'Source']
+
+SOURCES: Registry[Factory] = Registry('config.data.source kind',
+                                      'input_pipeline.sources.register_source', {
+    'digits': 'input_pipeline.digits:from_config',
+    'tfds': 'input_pipeline.tfds_source:from_config',
+    'folder': 'input_pipeline.folder:from_config',
+    'regions': 'detection.regions:from_config',
+})
+# What the argument after 'kind:' is, for error messages; None: the kind takes none.
+_ARGUMENTS = {'digits': None, 'tfds': '<dataset name>', 'folder': '<root directory>',
+              'regions': '<region record directory>'}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,50 +95,28 @@ def buffer_shuffled(ordered: Callable[[], tf.data.Dataset],
   return shuffled
 
 
-def register_source(kind: str, factory: Callable[[str, ml_collections.ConfigDict], 'Source']
+def register_source(kind: str, factory: Factory | str, argument: str | None = '<argument>'
                     ) -> None:
-  """Makes `config.data.source='<kind>:<argument>'` build `factory(argument, data_config)`."""
-  if kind in ('digits', 'tfds', 'folder'):
-    raise ValueError(f'source kind {kind!r} is built in')
-  _REGISTERED_SOURCES[kind] = factory
+  """Makes `config.data.source='<kind>:<argument>'` build `factory(argument, data_config)`.
+
+  `factory` may be a "module:function" string, imported on first use. `argument` describes
+  what follows 'kind:' in error messages; None for a kind that takes no argument.
+  """
+  SOURCES.register(kind, factory)
+  _ARGUMENTS[kind] = argument
 
 
 def parse_source(source: str) -> tuple[str, str]:
   """'tfds:imagenet2012' -> ('tfds', 'imagenet2012'); 'digits' -> ('digits', '')."""
   kind, _, argument = source.partition(':')
-  if kind not in _REGISTERED_SOURCES and kind in _REGISTERING_MODULES:
-    importlib.import_module(_REGISTERING_MODULES[kind])  # calls register_source
-  if kind == 'digits' and not argument:
+  if kind in SOURCES and bool(argument) == (_ARGUMENTS[kind] is not None):
     return kind, argument
-  if (kind in ('tfds', 'folder') or kind in _REGISTERED_SOURCES) and argument:
-    return kind, argument
-  kinds = sorted(set(_REGISTERED_SOURCES) | set(_REGISTERING_MODULES))
-  forms = SOURCE_FORMS + ''.join(f", '{k}:<...>'" for k in kinds)
-  raise ValueError(f'config.data.source={source!r}: expected {forms}')
+  forms = ', '.join(repr(name if _ARGUMENTS[name] is None else f'{name}:{_ARGUMENTS[name]}')
+                    for name in SOURCES.names())
+  raise ValueError(f'config.data.source={source!r}: expected one of {forms}')
 
 
 def get_source(config: ml_collections.ConfigDict) -> Source:
-  """The source named by config.data.source."""
-  # Imported here so that, e.g., the digits source never waits for TFDS to import.
+  """The source named by config.data.source (a `data` section)."""
   kind, argument = parse_source(config.source)
-  if kind == 'digits':
-    from input_pipeline import digits  # pylint: disable=g-import-not-at-top
-    return digits.DigitsSource(config.image_size)
-  if kind in _REGISTERED_SOURCES:
-    return _REGISTERED_SOURCES[kind](argument, config)
-  if kind == 'tfds':
-    # Not cached: a TFDS builder is cheap, and one built under tfds.testing.mock_data must
-    # not outlive the mock.
-    from input_pipeline import tfds_source  # pylint: disable=g-import-not-at-top
-    return tfds_source.TfdsSource(argument, config.data_dir, config.shuffle_buffer)
-  return _image_folder(argument, config.folder_val_fraction, config.folder_check,
-                       config.on_corrupt)
-
-
-@functools.lru_cache(maxsize=16)
-def _image_folder(root, val_fraction, check, on_corrupt) -> Source:
-  """Built once per process and settings: the file list is scanned and checked only once,
-  so a corrupt file is also logged only once."""
-  from input_pipeline import folder  # pylint: disable=g-import-not-at-top
-  return folder.ImageFolderSource(root, val_fraction=val_fraction, check=check,
-                                  on_corrupt=on_corrupt)
+  return SOURCES.get(kind)(argument, config)

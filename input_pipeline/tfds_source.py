@@ -6,6 +6,7 @@ fused decode-and-crop for training (flax examples/imagenet, big_vision). Each pr
 own slice of the split via `tfds.even_splits`, which is what `tfds.split_for_jax_process` does,
 with the process index passed explicitly so tests can simulate several hosts.
 """
+import ml_collections
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
@@ -107,3 +108,9 @@ def _count(dataset: tf.data.Dataset) -> int:
   if cardinality >= 0:
     return cardinality
   return int(dataset.reduce(0, lambda count, _: count + 1))
+
+
+def from_config(name: str, data_config: ml_collections.ConfigDict) -> TfdsSource:
+  """The 'tfds:<name>' source (registered in sources.py). Not cached: a TFDS builder is
+  cheap, and one built under tfds.testing.mock_data must not outlive the mock."""
+  return TfdsSource(name, data_config.data_dir, data_config.shuffle_buffer)

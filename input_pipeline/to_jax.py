@@ -11,15 +11,10 @@ import itertools
 from typing import Any, Iterable, Iterator
 
 import jax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh, NamedSharding
 import numpy as np
 
-DATA_AXIS = 'data'
-
-
-def batch_sharding(mesh: Mesh) -> NamedSharding:
-  """Leading (batch) dimension split over 'data'; the other dimensions whole on each device."""
-  return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+from runtime.mesh import batch_sharding
 
 
 def host_batch_to_global(batch: dict[str, Any], sharding: NamedSharding) -> dict[str, jax.Array]:

@@ -20,7 +20,7 @@ import atexit  # pylint: disable=g-import-not-at-top,wrong-import-position
 import shutil  # pylint: disable=g-import-not-at-top,wrong-import-position
 import tempfile  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from train.host import enable_compilation_cache  # pylint: disable=wrong-import-position
+from runtime.process import enable_compilation_cache  # pylint: disable=wrong-import-position
 
 _CACHE_DIR = tempfile.mkdtemp(prefix="googlenet_test_xla_cache_")
 atexit.register(shutil.rmtree, _CACHE_DIR, True)

@@ -121,7 +121,7 @@ def collect() -> list[Command]:
 # ---- checking, one binary at a time (absl flags are global, so each binary's own set) ----
 
 def _check_training_config(flags_module) -> None:  # flags_module: absl.flags
-  from train import config_checks  # pylint: disable=g-import-not-at-top
+  from train import config as config_checks  # pylint: disable=g-import-not-at-top
   from input_pipeline import config as data_config  # pylint: disable=g-import-not-at-top
   config = flags_module.FLAGS.config
   config_checks.check_config(config)
@@ -130,7 +130,7 @@ def _check_training_config(flags_module) -> None:  # flags_module: absl.flags
 
 def _check_detection_config(flags_module) -> None:
   from detection import config as detection_config  # pylint: disable=g-import-not-at-top
-  from train import config_checks  # pylint: disable=g-import-not-at-top
+  from train import config as config_checks  # pylint: disable=g-import-not-at-top
   config = flags_module.FLAGS.config
   detection_config.validate(config)
   config_checks.check_config(detection_config.training_config(config, "/regions", 0))
@@ -156,13 +156,13 @@ def _run_until_parsed(command: Command) -> None:
   """Runs the binary as `python ...` would, up to the point where its main() would start.
 
   absl binaries: `app.run` is replaced by flag parsing plus the binary's config checks, and
-  the allocator re-exec (host_allocator) by a no-op. Binaries that parse with argparse run
+  the allocator re-exec (runtime/launch.py) by a no-op. Binaries that parse with argparse run
   whole (they are cheap reports).
   """
   import runpy  # pylint: disable=g-import-not-at-top
   from unittest import mock  # pylint: disable=g-import-not-at-top
   from absl import app, flags  # pylint: disable=g-import-not-at-top
-  import host_allocator  # pylint: disable=g-import-not-at-top
+  from runtime import launch  # pylint: disable=g-import-not-at-top
 
   def parse_only(main, argv=None, **unused_kwargs):
     del main, unused_kwargs
@@ -175,7 +175,7 @@ def _run_until_parsed(command: Command) -> None:
   # ml_collections reads `--config.x=y` overrides from sys.argv when the flag is defined.
   with mock.patch.object(sys, "argv", [script, *command.args]), \
        mock.patch.object(app, "run", parse_only), \
-       mock.patch.object(host_allocator, "reexec_with_allocator_settings", lambda: None):
+       mock.patch.object(launch, "reexec_with_allocator_settings", lambda: None):
     try:
       if command.binary == "main":
         runpy.run_path(script, run_name="__main__")

@@ -6,7 +6,7 @@ new for `--stall_seconds`.
 
 Prints the evaluations each process has logged as it goes, then DONE or HUNG (exit status 1).
 Not part of the suite (minutes long); it is how the 2-process deadlock in the evaluation was
-found and its fix checked (train/loop.py `_evaluate`): before, both runs hung by the 9th
+found and its fix checked (train/evaluators.py `sum_over_eval_split`): before, both runs hung by the 9th
 evaluation; after, 150 of 150 evaluations ran.
 """
 import argparse

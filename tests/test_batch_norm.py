@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from inception.batch_norm import BatchNormReLU, batch_norm_relu
+from kernels.batch_norm_relu import BatchNormReLU, batch_norm_relu
 
 MOMENTUM, EPSILON = 0.9, 1e-3
 

@@ -252,7 +252,7 @@ def test_region_source_rejects_cache(region_dir):
 @pytest.mark.parametrize("name", ["rcnn_synthetic", "rcnn_voc2007"])
 def test_rcnn_configs_split_into_valid_training_configs(name, tmp_path):
   import importlib  # pylint: disable=g-import-not-at-top
-  from train.config_checks import check_config  # pylint: disable=g-import-not-at-top
+  from train.config import check_config  # pylint: disable=g-import-not-at-top
   config = importlib.import_module(f"configs.{name}").get_config()
   detection_config.validate(config)
   train_config = detection_config.training_config(config, str(tmp_path), 2)

@@ -8,7 +8,7 @@ import pytest
 from configs import rcnn_synthetic
 from detection import precision_recall_figure, run
 from tests.png_checks import assert_picture
-from train import checkpoint
+from runtime import artifacts
 
 pytest.importorskip("cv2.ximgproc", reason="needs opencv-contrib-python-headless")
 
@@ -66,7 +66,7 @@ def test_short_run_detects_and_evaluates(tmp_path):
   assert_picture(out / "precision_recall.png", precision_recall_figure.WIDTH_PX,
                  precision_recall_figure.HEIGHT_PX)
   # The classifier was trained by the training system (checkpoint, model config recorded).
-  variables, model_config = checkpoint.load_model_variables(str(workdir / "classifier_0"))
+  variables, model_config = artifacts.load_model_variables(str(workdir / "classifier_0"))
   assert model_config["num_classes"] == 4 and "classifier" in variables["params"]
 
   # Detection only, reusing the classifier and the cached proposals: same detections.

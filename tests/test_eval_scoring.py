@@ -12,7 +12,8 @@ from configs import digits
 from eval import classification, crops, report, scoring
 from input_pipeline import digits as digits_source
 from tests.test_eval_crops import reference_views
-from train.loop import create_data_mesh
+from inception import GoogLeNetOutput
+from runtime.mesh import create_data_mesh
 
 
 class PixelLinear:
@@ -21,7 +22,8 @@ class PixelLinear:
 
   def apply(self, variables, images, train=False):
     assert not train
-    return jnp.einsum('bhwc,hwck->bk', images, variables['w']) + variables['b']
+    logits = jnp.einsum('bhwc,hwck->bk', images, variables['w']) + variables['b']
+    return GoogLeNetOutput(logits=logits, aux_logits=(), features=logits)
 
 
 def linear_variables(seed, size, num_classes, scale):

@@ -1,7 +1,7 @@
 """The programs a GPU or TPU would run, lowered here with `jax.export` (no device needed).
 
 With `model.kernels='auto'` the CPU formulations (1x1 convolutions as matmuls, the max-pool
-gradient without select_and_scatter; inception/kernels.py) must be in a program lowered for
+gradient without select_and_scatter; kernels/select.py) must be in a program lowered for
 CPU and in no program lowered for CUDA or TPU, and bfloat16 compute must reach every
 convolution and matmul. Full size: 224 px, batch 256, traced from abstract shapes only.
 """
@@ -16,7 +16,7 @@ import pytest
 from configs import googlenet
 from eval import scoring
 from inception import create_model
-from inception.kernels import CPU_SCOPE
+from kernels.select import CPU_SCOPE
 from train import schedule
 from train.optim import create_optimizer
 from train.state import create_train_state

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from inception.lrn import local_response_norm
+from kernels.lrn import local_response_norm
 
 
 def plain_lrn(x, size, alpha, beta, k):

@@ -28,7 +28,7 @@ def init(model, size=32, batch=2):
 
 
 def jit_apply(model, **static):
-  """`model.apply` compiled once per mode: `static` holds train/mutable/return_features."""
+  """`model.apply` compiled once per mode: `static` holds train/mutable."""
   return jax.jit(lambda variables, images, rngs=None: model.apply(variables, images, rngs=rngs, **static))
 
 
@@ -36,10 +36,11 @@ def jit_apply(model, **static):
 def test_aux_heads_only_in_training_mode(variant):
   model = create_model(variant, **NARROW)
   variables, images = init(model)
-  logits = jit_apply(model, train=False)(variables, images)
+  logits = jit_apply(model, train=False)(variables, images).logits
   assert isinstance(logits, jax.Array) and logits.shape == (2, 5) and logits.dtype == jnp.float32
   train_apply = jit_apply(model, train=True, mutable=["batch_stats"])
-  (train_logits, aux), _ = train_apply(variables, images, {"dropout": jax.random.key(2)})
+  output, _ = train_apply(variables, images, {"dropout": jax.random.key(2)})
+  train_logits, aux = output.logits, output.aux_logits
   assert train_logits.shape == (2, 5)
   assert len(aux) == 2 and all(a.shape == (2, 5) for a in aux)
 
@@ -48,27 +49,31 @@ def test_no_aux_heads_when_disabled():
   model = create_model("paper", aux_heads=False, **NARROW)
   variables, images = init(model)
   assert not any(name.startswith("aux") for name in variables["params"])
-  logits, aux = jit_apply(model, train=True)(variables, images, {"dropout": jax.random.key(2)})
+  output = jit_apply(model, train=True)(variables, images, {"dropout": jax.random.key(2)})
+  logits, aux = output.logits, output.aux_logits
   assert aux == () and logits.shape == (2, 5)
 
 
-def test_features_returned_on_request():
+def test_features_returned_beside_logits():
   model = create_model("paper", **NARROW)
   variables, images = init(model)
-  logits, features = jit_apply(model, return_features=True)(variables, images)
+  output = jit_apply(model)(variables, images)
+  logits, features = output.logits, output.features
   assert features.shape == (2, 128)  # 1024 * 0.125
-  np.testing.assert_allclose(logits, jit_apply(model)(variables, images), rtol=1e-6)
+  classifier = variables["params"]["classifier"]
+  np.testing.assert_allclose(logits, features @ classifier["kernel"] + classifier["bias"],
+                             rtol=1e-5, atol=1e-6)
 
 
 def test_dropout_inactive_at_inference_and_active_in_training():
   model = create_model("paper", dropout_rate=0.5, **NARROW)
   variables, images = init(model)
   infer, train = jit_apply(model), jit_apply(model, train=True)
-  first = infer(variables, images, {"dropout": jax.random.key(7)})
-  second = infer(variables, images, {"dropout": jax.random.key(8)})
+  first = infer(variables, images, {"dropout": jax.random.key(7)}).logits
+  second = infer(variables, images, {"dropout": jax.random.key(8)}).logits
   np.testing.assert_array_equal(first, second)
-  train_a, _ = train(variables, images, {"dropout": jax.random.key(7)})
-  train_b, _ = train(variables, images, {"dropout": jax.random.key(8)})
+  train_a = train(variables, images, {"dropout": jax.random.key(7)}).logits
+  train_b = train(variables, images, {"dropout": jax.random.key(8)}).logits
   assert not np.allclose(train_a, train_b)
 
 
@@ -92,9 +97,10 @@ def test_jit_forward_backward_narrow_model(variant, size):
   @jax.jit
   def loss_and_grad(params):
     def loss_fn(params):
-      (logits, aux), _ = model.apply({"params": params, "batch_stats": batch_stats}, images,
-                                     train=True, rngs={"dropout": jax.random.key(5)},
-                                     mutable=["batch_stats"])
+      output, _ = model.apply({"params": params, "batch_stats": batch_stats}, images,
+                              train=True, rngs={"dropout": jax.random.key(5)},
+                              mutable=["batch_stats"])
+      logits, aux = output.logits, output.aux_logits
       losses = [optax.softmax_cross_entropy_with_integer_labels(l, labels).mean() for l in (logits, *aux)]
       return losses[0] + 0.3 * sum(losses[1:])
     return jax.value_and_grad(loss_fn)(params)
@@ -118,7 +124,7 @@ def test_jit_forward_backward_narrow_model(variant, size):
 def test_bfloat16_compute_keeps_float32_logits():
   model = create_model("bn", dtype="bfloat16", **NARROW)
   variables, images = init(model)
-  logits = jit_apply(model)(variables, images)
+  logits = jit_apply(model)(variables, images).logits
   assert logits.dtype == jnp.float32
   params_dtypes = {leaf.dtype for leaf in jax.tree.leaves(variables["params"])}
   assert params_dtypes == {jnp.dtype("float32")}

@@ -74,7 +74,7 @@ def test_inception_params_with_biases_or_bn(variant_shapes):
 
 def test_torchvision_layout_parameter_count():
   _, shapes = shapes_at_224("torchvision", aux_heads=False)
-  # torchvision's googlenet(aux_logits=False) has 6,624,904 parameters (REFERENCE.md §2).
+  # torchvision's googlenet(aux_logits=False) has 6,624,904 parameters (docs/paper_notes.md, "Reference variants").
   assert sum(leaf.size for leaf in jax.tree.leaves(shapes["params"])) == 6_624_904
 
 

@@ -23,6 +23,7 @@ from absl import logging as absl_logging
 from configs import digits
 from tests.local_cluster import REPO_ROOT, LocalCluster
 from train import PREEMPTED_EXIT_CODE, checkpoint, train_and_evaluate
+from runtime import artifacts
 
 DEVICES_PER_PROCESS = 4
 OVERRIDES = {
@@ -61,7 +62,7 @@ def in_process_config(steps):
 
 
 def leaves(workdir, use_ema, step=None):
-  variables, _ = checkpoint.load_model_variables(str(workdir), use_ema=use_ema, step=step)
+  variables, _ = artifacts.load_model_variables(str(workdir), use_ema=use_ema, step=step)
   return jax.tree.leaves(variables)
 
 
@@ -160,10 +161,10 @@ def test_variables_restore_on_one_device_from_any_topology(preempted_run, one_pr
   workdir, _, _ = preempted_run
   eight_devices = one_process_run
   script = ("import sys, jax\n"
-            "from train import checkpoint\n"
+            "from runtime import artifacts\n"
             "assert jax.device_count() == 1\n"
             "for path in sys.argv[1:]:\n"
-            "  variables, _ = checkpoint.load_model_variables(path, use_ema=True)\n"
+            "  variables, _ = artifacts.load_model_variables(path, use_ema=True)\n"
             "  print(path, len(jax.tree.leaves(variables)))\n")
   env = {**os.environ, "JAX_NUM_CPU_DEVICES": "1", "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu"}
   done = subprocess.run([sys.executable, "-c", script, str(eight_devices), str(workdir)],

@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from inception import conv as fast_conv
-from inception import pooling
+from kernels import conv1x1 as fast_conv
+from kernels import max_pool as pooling
 from inception.layers import CeilMaxPool, _ceil_padding
 
 # (height, width, window, stride, pad): GoogLeNet's 3x3/2 ceil pools (even and odd sizes), the

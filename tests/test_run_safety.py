@@ -19,6 +19,7 @@ from absl import logging as absl_logging
 from tests.local_cluster import REPO_ROOT
 from tests.test_train_loop import tiny_config
 from train import NonFiniteLossError, WorkdirBusyError, checkpoint
+from runtime import artifacts
 from train import resume, train_and_evaluate, workdir_lock
 
 
@@ -86,7 +87,7 @@ def test_nan_stop_leaves_the_checkpoint_it_names_complete(tmp_path):
   assert not [p for p in os.listdir(checkpoints) if "tmp" in p], os.listdir(checkpoints)
   step = int(os.path.basename(named))
   assert checkpoint.checkpoint_manager(str(tmp_path)).latest_step() == step
-  variables, _ = checkpoint.load_model_variables(str(tmp_path))
+  variables, _ = artifacts.load_model_variables(str(tmp_path))
   assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(variables))
 
 
@@ -140,7 +141,7 @@ def test_no_restorable_checkpoint_is_an_error_that_moves_nothing(tmp_path):
 def test_resuming_with_another_model_names_the_fields(tmp_path):
   config = tiny_config(1)
   (tmp_path / "checkpoints" / "1").mkdir(parents=True)
-  with open(tmp_path / checkpoint.MODEL_CONFIG_FILE, "w") as f:
+  with open(tmp_path / artifacts.MODEL_CONFIG_FILE, "w") as f:
     json.dump({**config.model.to_dict(), "width": 0.25}, f)
   config.model.width = 0.5
   with pytest.raises(ValueError, match=r"model.width: 0.25 in the workdir, 0.5 now.*"
@@ -208,16 +209,21 @@ def absl_info():
 def test_signal_during_evaluation_saves_stops_and_resumes(tmp_path, monkeypatch, caplog,
                                                           absl_info):
   from train import loop  # pylint: disable=g-import-not-at-top
-  evaluate = loop._evaluate  # pylint: disable=protected-access
+  build_evaluators = loop.build_evaluators
   calls = []
 
-  def evaluate_and_get_preempted(*args):
-    if not calls:
-      os.kill(os.getpid(), signal.SIGTERM)
-    calls.append(1)
-    return evaluate(*args)
+  def evaluators_that_get_preempted(*args):
+    evaluate = build_evaluators(*args)
 
-  monkeypatch.setattr(loop, "_evaluate", evaluate_and_get_preempted)
+    def evaluate_and_get_preempted(variables):
+      if not calls:
+        os.kill(os.getpid(), signal.SIGTERM)
+      calls.append(1)
+      return evaluate(variables)
+
+    return evaluate_and_get_preempted
+
+  monkeypatch.setattr(loop, "build_evaluators", evaluators_that_get_preempted)
   config = tiny_config(8)
   config.eval_every_steps = 2
   config.log_every_steps = 1
@@ -231,7 +237,7 @@ def test_signal_during_evaluation_saves_stops_and_resumes(tmp_path, monkeypatch,
   assert "ETA" not in first_line and "the first one compiled" in first_line
   assert re.search(r"step 2/8 .* img/s ETA", caplog.text)
 
-  monkeypatch.setattr(loop, "_evaluate", evaluate)
+  monkeypatch.setattr(loop, "build_evaluators", build_evaluators)
   resumed = train_and_evaluate(config, str(tmp_path))
   assert resumed["stopped_by"] is None and resumed["step"] == 8
 
@@ -330,5 +336,5 @@ def test_unwritable_disk_at_checkpoint_time_names_the_directory_and_keeps_the_la
   if os.path.exists(small_filesystem / "filler"):
     os.remove(small_filesystem / "filler")
   assert checkpoint.checkpoint_manager(str(workdir)).latest_step() == 2
-  variables, _ = checkpoint.load_model_variables(str(workdir), step=2)
+  variables, _ = artifacts.load_model_variables(str(workdir), step=2)
   assert jax.tree.leaves(variables)

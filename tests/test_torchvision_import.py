@@ -150,9 +150,10 @@ def our_aux_head(model, tag):
   conv = lambda *a, **k: ConvBlock(*a, batch_norm=model.batch_norm, bn_momentum=model.bn_momentum,
                                    bn_epsilon=model.bn_epsilon, kernel_init=kernel_init,
                                    bias_init_value=model.conv_bias_init, **k)
-  return AuxHead(model.num_classes, conv, 128, 1024, model.aux_dropout_rate, model.aux_pool,
-                 kernel_init, model.conv_bias_init, model.dtype, model.param_dtype,
-                 name=f"aux_{tag}")
+  return AuxHead(num_classes=model.num_classes, conv=conv, conv_channels=128, hidden_units=1024,
+                 dropout_rate=model.aux_dropout_rate, pool=model.aux_pool,
+                 kernel_init=kernel_init, hidden_bias_init_value=model.conv_bias_init,
+                 dtype=model.dtype, param_dtype=model.param_dtype, name=f"aux_{tag}")
 
 
 def assert_logits_close(ours, ref):
@@ -188,11 +189,11 @@ def model():
 def forward(model):
   """Eval-mode logits plus the inception_4a / 4d outputs that feed the aux heads; jitted once."""
   def run(variables, images):
-    logits, state = model.apply(
+    output, state = model.apply(
         variables, images, train=False,
         capture_intermediates=lambda mdl, _: mdl.name in ("inception_4a", "inception_4d"))
     captured = state["intermediates"]
-    return logits, captured["inception_4a"]["__call__"][0], captured["inception_4d"]["__call__"][0]
+    return output.logits, captured["inception_4a"]["__call__"][0], captured["inception_4d"]["__call__"][0]
   return jax.jit(run)
 
 
@@ -239,7 +240,12 @@ def test_training_mode_matches_torchvision_train_mode(torch, state_dict, ours):
   conversion = ours[0]
   model = create_model("torchvision", num_classes=NUM_CLASSES, aux_heads=True, dropout_rate=0.0,
                        aux_dropout_rate=0.0)
-  apply = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"])[0])
+
+  def apply(v, x):
+    output = model.apply(v, x, train=True, mutable=["batch_stats"])[0]
+    return output.logits, output.aux_logits
+
+  apply = jax.jit(apply)
   logits, (aux_4a, aux_4d) = apply(conversion.variables,
                                    jnp.asarray(images_nchw().transpose(0, 2, 3, 1)))
   ref_logits, ref_aux1, ref_aux2, _, _ = torch_reference(torch, state_dict, images_nchw(),
@@ -354,7 +360,7 @@ def test_missing_torch_gives_install_hint(monkeypatch):
 
 def test_cli_round_trip(torch, tmp_path, state_dict, forward, ours, reference):
   """torch.save -> CLI -> orbax export -> load_model_variables -> the same logits."""
-  from train.checkpoint import load_model_variables
+  from runtime.artifacts import load_model_variables
   src, out = tmp_path / "googlenet.pth", tmp_path / "export"
   torch.save({k: torch.from_numpy(v) if v.ndim else torch.tensor(int(v))
               for k, v in state_dict.items()}, src)

@@ -12,6 +12,7 @@ import pytest
 from configs import digits
 from tests.png_checks import assert_picture
 from train import checkpoint, curves, train_and_evaluate
+from runtime import artifacts
 
 
 def tiny_config(steps):
@@ -27,8 +28,8 @@ def tiny_config(steps):
 
 
 def final_params(workdir):
-  variables, _ = checkpoint.load_model_variables(workdir)
-  ema, _ = checkpoint.load_model_variables(workdir, use_ema=True)
+  variables, _ = artifacts.load_model_variables(workdir)
+  ema, _ = artifacts.load_model_variables(workdir, use_ema=True)
   return variables, ema
 
 
@@ -70,7 +71,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, monkeypatch, capsys):
   assert scalars["eval/top1"][1][-1] == pytest.approx(resumed["eval_top1"])
   assert_picture(os.path.join(interrupted, "curves.png"), curves.WIDTH_PX, curves.HEIGHT_PX)
   # The workdir records the model config, so evaluation can rebuild the model.
-  with open(tmp_path / "straight" / checkpoint.MODEL_CONFIG_FILE) as f:
+  with open(tmp_path / "straight" / artifacts.MODEL_CONFIG_FILE) as f:
     assert json.load(f)["width"] == 0.125
 
 

@@ -14,7 +14,8 @@ import pytest
 from configs import digits, googlenet
 from tests.local_cluster import REPO_ROOT
 from train import schedule
-from train.config_checks import check_config
+from inception import GoogLeNetOutput
+from train.config import check_config
 from train.optim import create_optimizer
 from train.state import create_train_state, ema_decay_at, polyak_update
 from train.step import make_train_step, total_loss
@@ -123,7 +124,7 @@ class _TinyBatchNormNet(nn.Module):
   def __call__(self, images, train):
     features = nn.BatchNorm(use_running_average=not train, momentum=0.5)(
         images.reshape(images.shape[0], -1))
-    return nn.Dense(10)(features), ()
+    return GoogLeNetOutput(logits=nn.Dense(10)(features), aux_logits=(), features=features)
 
 
 @pytest.mark.parametrize("average_batch_stats", [True, False])
@@ -167,7 +168,7 @@ def test_loading_a_config_imports_no_framework():
 
 
 def test_progress_bars_only_where_someone_watches(monkeypatch, capsys):
-  from train import reporting  # pylint: disable=g-import-not-at-top
+  from runtime import progress as reporting  # pylint: disable=g-import-not-at-top
   monkeypatch.delenv("GOOGLENET_PROGRESS_BARS", raising=False)
   monkeypatch.delitem(sys.modules, "ipykernel", raising=False)  # another test may import it
   monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal: log lines only

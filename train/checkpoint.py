@@ -1,36 +1,21 @@
-"""Checkpoints: the training state in a workdir, and stand-alone model variables.
+"""The training state's checkpoints in a workdir: `<workdir>/checkpoints/<step>/`.
 
-Two layouts, both orbax:
-  * `<workdir>/checkpoints/<step>/`: the whole TrainState, written by a CheckpointManager
-    during training (periodic saves, keep the last K, resume from the latest).
-  * an exported model directory: `variables/` (params, batch_stats) plus `model.json`, the
-    model section of the config that built it. Written by the weight importer; read by
-    evaluation and by training's `init_from`.
-`load_model_variables` reads either, so every consumer takes a workdir or an export alike,
-whatever the topology it was written on (8 devices, 2 processes, ...): arrays are restored
-replicated onto the devices of the reading process, never onto the writer's device layout.
+Model variables for other binaries (exports, `model.json`, reading a workdir's latest
+parameters) are runtime/artifacts.py's; this module is the training system's manager.
 """
 from __future__ import annotations
 
-import json
 import os
-from typing import Any, Mapping
 
-import jax
-import numpy as np
 import orbax.checkpoint as ocp
 
-CHECKPOINTS_SUBDIR = "checkpoints"
-VARIABLES_SUBDIR = "variables"
-MODEL_CONFIG_FILE = "model.json"
+from runtime.artifacts import CHECKPOINTS_SUBDIR
 
 
-def checkpoint_manager(workdir: str, *, max_to_keep: int = 3,
-                       save_interval_steps: int = 1) -> ocp.CheckpointManager:
-  options = ocp.CheckpointManagerOptions(
-      max_to_keep=max_to_keep, save_interval_steps=save_interval_steps, create=True)
+def checkpoint_manager(workdir: str, *, max_to_keep: int = 3) -> ocp.CheckpointManager:
+  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
   # The handler is named up front so that item metadata (shapes, dtypes) can be read before
-  # any restore: `replicated_target` builds the restore target from it.
+  # any restore: `runtime.artifacts.replicated_target` builds the restore target from it.
   return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), CHECKPOINTS_SUBDIR),
                                options=options, item_handlers=ocp.StandardCheckpointHandler())
 
@@ -49,82 +34,3 @@ def complete_steps(manager: ocp.CheckpointManager) -> list[int]:
     return []
   return sorted(int(name) for name in names
                 if name.isdigit() and os.path.isdir(os.path.join(directory, name)))
-
-
-def save_model_variables(directory: str, variables: Mapping[str, Any],
-                         model_config: Mapping[str, Any]) -> None:
-  """Writes {'params', 'batch_stats'} and the model config that builds a matching model."""
-  directory = os.path.abspath(directory)
-  os.makedirs(directory, exist_ok=True)
-  tree = {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
-  checkpointer = ocp.StandardCheckpointer()
-  checkpointer.save(os.path.join(directory, VARIABLES_SUBDIR), tree, force=True)
-  checkpointer.wait_until_finished()
-  with open(os.path.join(directory, MODEL_CONFIG_FILE), "w") as f:
-    json.dump(dict(model_config), f, indent=2, sort_keys=True)
-
-
-def _to_numpy(tree: Any) -> Any:
-  return jax.tree.map(np.asarray, tree)
-
-
-def _is_array_metadata(node: Any) -> bool:
-  return hasattr(node, "shape") and hasattr(node, "dtype")
-
-
-def replicated_target(tree_metadata: Any) -> Any:
-  """Abstract arrays of the saved shapes and dtypes, replicated over all current devices.
-
-  Restoring without a target makes orbax rebuild the writer's shardings, which fails when the
-  reader has other devices ("Topology mismatch"); a target on the current devices works from
-  any saved topology. Every process reads the whole (small: model variables) arrays.
-  """
-  mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ("all",))
-  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  tree = getattr(tree_metadata, "tree", tree_metadata)
-  def abstract(node):
-    if not _is_array_metadata(node):
-      return node
-    return jax.ShapeDtypeStruct(node.shape, node.dtype, sharding=replicated)
-
-  return jax.tree.map(abstract, tree, is_leaf=_is_array_metadata)
-
-
-def load_model_variables(directory: str, *, use_ema: bool = False, step: int | None = None
-                         ) -> tuple[dict[str, Any], dict[str, Any] | None]:
-  """(variables, model_config) from an exported model or a training workdir.
-
-  From a workdir the latest checkpoint is used, or `step`; `use_ema` picks the Polyak-averaged
-  parameters. model_config is None when the directory does not record it.
-  """
-  directory = os.path.abspath(directory)
-  config_path = os.path.join(directory, MODEL_CONFIG_FILE)
-  model_config = None
-  if os.path.exists(config_path):
-    with open(config_path) as f:
-      model_config = json.load(f)
-  exported = os.path.join(directory, VARIABLES_SUBDIR)
-  if os.path.isdir(exported):
-    checkpointer = ocp.StandardCheckpointer()
-    target = replicated_target(checkpointer.metadata(exported).item_metadata)
-    tree = checkpointer.restore(exported, target)
-    return _to_numpy({"params": tree["params"], "batch_stats": tree.get("batch_stats", {})}), model_config
-  if os.path.isdir(os.path.join(directory, CHECKPOINTS_SUBDIR)):
-    manager = checkpoint_manager(directory)
-    if step is None:
-      step = manager.latest_step()
-      if step is None:
-        raise FileNotFoundError(f"{directory} holds no complete training checkpoint yet.")
-    elif step not in manager.all_steps():
-      raise FileNotFoundError(f"{directory} has no checkpoint of step {step}; it has "
-                              f"{sorted(manager.all_steps())}.")
-    state = manager.restore(
-        step, args=ocp.args.StandardRestore(replicated_target(manager.item_metadata(step))))
-    params = state["ema_params"] if use_ema else state["params"]
-    batch_stats = state.get("batch_stats", {})
-    if use_ema and "ema_batch_stats" in state:  # absent from checkpoints before the field existed
-      batch_stats = state["ema_batch_stats"]
-    return _to_numpy({"params": params, "batch_stats": batch_stats}), model_config
-  raise FileNotFoundError(
-      f"{directory} is neither an exported model (expected {VARIABLES_SUBDIR}/ and "
-      f"{MODEL_CONFIG_FILE}) nor a training workdir (expected {CHECKPOINTS_SUBDIR}/).")

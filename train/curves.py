@@ -21,7 +21,7 @@ import os
 import numpy as np
 from absl import logging
 
-import figures
+from runtime import figures
 
 WIDTH_PX, HEIGHT_PX = 1000, 750
 FILE_NAME = "curves.png"

@@ -11,7 +11,7 @@ from absl import logging
 from flax.traverse_util import flatten_dict, unflatten_dict
 from jax.sharding import NamedSharding
 
-from train import checkpoint
+from runtime import artifacts
 from train.state import TrainState
 
 
@@ -46,7 +46,7 @@ def merge_variables(fresh: dict[str, Any], loaded: dict[str, Any], reinit: tuple
 
 def load_initial_variables(state: TrainState, config: ml_collections.ConfigDict,
                            tx: optax.GradientTransformation, sharding: NamedSharding) -> TrainState:
-  loaded, _ = checkpoint.load_model_variables(config.init_from)
+  loaded, _ = artifacts.load_model_variables(config.init_from)
   reinit = tuple(config.init_from_reinit)
   fresh = jax.device_get(state.variables)
   params = merge_variables(fresh["params"], loaded["params"], reinit, "params")

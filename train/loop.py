@@ -21,17 +21,18 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from jax.experimental import multihost_utils
-from jax.sharding import NamedSharding, PartitionSpec
 
 import input_pipeline
+from runtime import artifacts, mesh as mesh_lib, progress
 from inception import create_model_from_config
-from inception.kernels import kernels_for_mesh
+from kernels.select import kernels_for_mesh
 from train import checkpoint, compiler_options, curves, reporting, resume, schedule
-from train.config_checks import check_config
+from train.config import check_config
+from train.evaluators import build_evaluators
 from train.init_from import load_initial_variables
 from train.optim import create_optimizer
 from train.state import create_train_state
-from train.step import make_eval_step, make_train_step
+from train.step import make_train_step
 from train.workdir_lock import WorkdirBusyError, WorkdirLock
 
 
@@ -99,10 +100,10 @@ class _StopVotes:
   """
 
   def __init__(self, mesh: jax.sharding.Mesh):
-    self._sharding = input_pipeline.batch_sharding(mesh)
+    self._sharding = mesh_lib.batch_sharding(mesh)
     self._local_devices = len(self._sharding.addressable_devices)
     self._previous: jax.Array | None = None
-    self._any = jax.jit(jnp.any, out_shardings=NamedSharding(mesh, PartitionSpec()))
+    self._any = jax.jit(jnp.any, out_shardings=mesh_lib.replicated(mesh))
 
   def ballot(self, stop: bool) -> jax.Array:
     return jax.make_array_from_process_local_data(
@@ -118,35 +119,8 @@ class _StopVotes:
     return previous is not None and bool(previous)
 
 
-def create_data_mesh() -> jax.sharding.Mesh:
-  """All devices on one 'data' axis. Auto axis types: sharding is propagated by XLA (GSPMD)
-  from the batch's placement; JAX 0.10's default of Explicit axes would put shardings into
-  array types and reject Flax layers (dropout) that mix replicated and sharded operands."""
-  return jax.make_mesh((jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
-
-
-def _evaluate(eval_step, variables, config, mesh) -> dict[str, float]:
-  """Sums over the eval split, added up on the host one batch behind the device.
-
-  Each batch's sums are fetched after the next batch is dispatched, so at most two evaluation
-  programs are in flight. Adding them on the devices instead (eager `+` on global arrays, one
-  more multi-device program per batch, nothing waited for until the end) left a dozen
-  collective programs queued; on XLA:CPU with 2 processes (gloo) that deadlocked within the
-  first 9 evaluations in 2 of 2 stress runs (every device thread waiting in a collective
-  whose last participant was never launched); with this loop, 150 of 150 evaluations ran.
-  """
-  dataset = input_pipeline.create_eval_dataset(config.data, config.eval_batch_size)
-  fetched, in_flight = [], None
-  for batch in input_pipeline.prefetch_to_mesh(dataset.as_numpy_iterator(), mesh):
-    sums = eval_step(variables, batch)
-    if in_flight is not None:
-      fetched.append(jax.device_get(in_flight))
-    in_flight = sums
-  fetched.append(jax.device_get(in_flight))
-  totals = {name: float(np.sum([sums[name] for sums in fetched])) for name in fetched[0]}
-  count = totals["count"]
-  return {"loss": totals["loss"] / count, "top1": totals["top1"] / count,
-          "top5": totals["top5"] / count, "count": count}
+def _format_metrics(results: dict[str, float]) -> str:
+  return " ".join(f"{name} {value:.4f}" for name, value in results.items() if name != "count")
 
 
 class _PendingMetrics:
@@ -253,7 +227,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: _
   workdir = os.path.abspath(workdir)
   if manager.all_steps():  # before any compilation: a foreign model fails in seconds
     resume.check_same_model(workdir, config.model.to_dict())
-  mesh = create_data_mesh()
+  mesh = mesh_lib.create_data_mesh()
   input_pipeline.per_host_batch_size(config.batch_size, jax.process_count(), jax.device_count())
   input_pipeline.per_host_batch_size(config.eval_batch_size, jax.process_count(), jax.device_count())
   num_train = input_pipeline.num_examples(config.data, config.data.train_split)
@@ -266,14 +240,15 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: _
   per_epoch = schedule.steps_per_epoch(num_train, config.batch_size)
 
   model = create_model_from_config(config.model)
-  model = model.clone(kernels=kernels_for_mesh(model.kernels, mesh.size))
+  if hasattr(model, "kernels"):  # models with the CPU formulations (kernels/select.py)
+    model = model.clone(kernels=kernels_for_mesh(model.kernels, mesh.size))
   dtype_warning = compiler_options.compute_dtype_warning(config.model.dtype)
   if dtype_warning:
     logging.warning(dtype_warning)
   learning_rate_fn = schedule.create_learning_rate_fn(config, num_train)
   tx = create_optimizer(config, learning_rate_fn)
   init_rng, dropout_rng = jax.random.split(jax.random.key(config.seed))
-  replicated = NamedSharding(mesh, PartitionSpec())
+  replicated = mesh_lib.replicated(mesh)
   size = config.data.image_size
 
   def init_state(rng):
@@ -292,9 +267,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: _
   if latest is None and config.init_from:
     state = load_initial_variables(state, config, tx, replicated)
   if jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, checkpoint.MODEL_CONFIG_FILE), "w") as f:
-      json.dump(config.model.to_dict(), f, indent=2, sort_keys=True)
+    artifacts.write_model_config(workdir, config.model.to_dict())
 
   start_step = int(jax.device_get(state.step))
   step_fn = make_train_step(model, tx, learning_rate_fn, config, dropout_rng)
@@ -307,7 +280,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: _
                        compiler_options=compiler_options.train_step_options(
                            compiler_options.mesh_platform(mesh)))
   votes = _StopVotes(mesh)
-  eval_step = jax.jit(make_eval_step(model), out_shardings=replicated)
+  evaluate = build_evaluators(tuple(config.evaluators), model, config, mesh)
   writer = reporting.MetricWriter(workdir)
   dataset = input_pipeline.create_train_dataset(config.data, config.batch_size, seed=config.seed,
                                                 start_step=start_step)
@@ -339,17 +312,16 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: _
 
   def run_eval(step: int) -> None:
     for name, variables in (("eval", state.variables), ("eval_ema", state.ema_variables)):
-      eval_results[name] = _evaluate(eval_step, variables, config, mesh)
+      eval_results[name] = evaluate(variables)
       writer.write_scalars(step, {f"{name}/{k}": v for k, v in eval_results[name].items() if k != "count"})
-    logging.info("eval at step %d: top1 %.4f top5 %.4f (EMA: top1 %.4f top5 %.4f) on %d images",
-                 step, eval_results["eval"]["top1"], eval_results["eval"]["top5"],
-                 eval_results["eval_ema"]["top1"], eval_results["eval_ema"]["top5"],
+    logging.info("eval at step %d: %s (EMA: %s) on %d images", step,
+                 _format_metrics(eval_results["eval"]), _format_metrics(eval_results["eval_ema"]),
                  eval_results["eval"]["count"])
 
   logging.info("Training %s for %d steps (%.1f epochs of %d images) on %d devices, global batch %d.",
                config.model.variant, total_steps, total_steps / per_epoch, num_train,
                jax.device_count(), config.batch_size)
-  bar = reporting.progress_bar(total_steps, "training", initial=start_step)
+  bar = progress.progress_bar(total_steps, "training", initial=start_step)
   try:
     while step < total_steps:
       state, metrics, stop_vote = train_step(state, next(batches),
@@ -410,8 +382,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: _
       "stopped_by": stop_reason,
       "checkpoint": last_checkpoint,
       "wall_seconds": round(time.time() - start_time, 1),
-      **{f"{name}_{metric}": values[metric] for name, values in eval_results.items()
-         for metric in ("top1", "top5")},
+      **{f"{name}_{metric}": value for name, values in eval_results.items()
+         for metric, value in values.items() if metric not in ("count", "loss")},
       "eval_images": int(eval_results["eval"]["count"]) if eval_results else 0,
       "process_count": jax.process_count(),
   }
@@ -420,8 +392,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: _
       json.dump(summary, f, indent=2)
     curves.write_training_curves(workdir)  # after the writer's close: every event is on disk
   if not stop_reason:
-    logging.info("Done: top1 %.4f / top5 %.4f (EMA %.4f / %.4f) after %d steps in %s; checkpoint %s",
-                 summary["eval_top1"], summary["eval_top5"], summary["eval_ema_top1"],
-                 summary["eval_ema_top5"], step, reporting.format_eta(summary["wall_seconds"]),
-                 last_checkpoint)
+    logging.info("Done: %s (EMA %s) after %d steps in %s; checkpoint %s",
+                 _format_metrics(eval_results["eval"]), _format_metrics(eval_results["eval_ema"]),
+                 step, progress.format_eta(summary["wall_seconds"]), last_checkpoint)
   return summary

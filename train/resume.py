@@ -8,7 +8,6 @@ tried: a damaged latest checkpoint costs the steps since the one before, never t
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from typing import Any, Mapping
@@ -19,7 +18,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 from jax.experimental import multihost_utils
 
-from train import checkpoint
+from runtime import artifacts
 
 # Model fields that change the parameter tree (names, shapes or dtypes): a checkpoint of
 # another value cannot be resumed. The others (dtype, dropout, kernels) may change on resume.
@@ -28,11 +27,9 @@ STRUCTURAL_MODEL_FIELDS = ("variant", "num_classes", "width", "aux_heads", "para
 
 def check_same_model(workdir: str, model_config: Mapping[str, Any]) -> None:
   """ValueError naming every structural field in which the config differs from the workdir's."""
-  path = os.path.join(workdir, checkpoint.MODEL_CONFIG_FILE)
-  if not os.path.exists(path):
+  saved = artifacts.read_model_config(workdir)
+  if saved is None:
     return
-  with open(path) as f:
-    saved = json.load(f)
   differences = [f"model.{name}: {saved[name]!r} in the workdir, {model_config.get(name)!r} now"
                  for name in STRUCTURAL_MODEL_FIELDS
                  if name in saved and saved[name] != model_config.get(name)]

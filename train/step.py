@@ -67,12 +67,12 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
     labels = batch["label"]
 
     def loss_fn(params):
-      (logits, aux_logits), updates = model.apply(
+      output, updates = model.apply(
           {"params": params, "batch_stats": state.batch_stats}, batch["image"], train=True,
           rngs={"dropout": rng}, mutable=["batch_stats"])
-      loss, parts = total_loss(logits, aux_logits, labels, config.aux_loss_weight,
+      loss, parts = total_loss(output.logits, output.aux_logits, labels, config.aux_loss_weight,
                                config.label_smoothing)
-      return loss, (logits, parts, updates)
+      return loss, (output.logits, parts, updates)
 
     (loss, (logits, parts, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates_tx, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -105,7 +105,7 @@ def make_eval_step(model: nn.Module) -> Callable[[dict[str, Any], Batch], dict[s
   """Sums over the real (mask True) examples of a padded batch; the caller divides by count."""
 
   def eval_step(variables: dict[str, Any], batch: Batch):
-    logits = model.apply(variables, batch["image"], train=False)
+    logits = model.apply(variables, batch["image"], train=False).logits
     labels, mask = batch["label"], batch["mask"].astype(jnp.float32)
     return {
         "loss": jnp.sum(cross_entropy(logits, labels) * mask),

@@ -9,8 +9,8 @@
   * 'cpu': the CPU formulations everywhere (tests of the formulations themselves).
   * 'xla': XLA's ops everywhere (benchmarks that measure what the formulations gain).
 
-The CPU formulations: 1x1 convolutions as matmuls (inception/conv.py) and the max-pool
-gradient without select_and_scatter (inception/pooling.py). They compute the same values (up
+The CPU formulations: 1x1 convolutions as matmuls (kernels/conv1x1.py) and the max-pool
+gradient without select_and_scatter (kernels/max_pool.py). They compute the same values (up
 to float summation order); only their speed differs by platform.
 """
 from __future__ import annotations

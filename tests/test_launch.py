@@ -1,4 +1,4 @@
-"""host_allocator re-executes a process once with glibc's huge-page malloc tunable."""
+"""runtime.launch re-executes a process once with glibc's huge-page malloc tunable."""
 import os
 import platform
 import subprocess
@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-import host_allocator
+from runtime import launch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 glibc_linux = pytest.mark.skipif(
@@ -16,12 +16,12 @@ glibc_linux = pytest.mark.skipif(
 
 @glibc_linux
 def test_wants_reexec_only_when_nothing_is_chosen():
-  assert host_allocator.wants_reexec({})
-  assert host_allocator.wants_reexec({"MALLOC_ARENA_MAX": "4"})
-  assert not host_allocator.wants_reexec({"GLIBC_TUNABLES": "glibc.malloc.tcache_count=0"})
-  assert not host_allocator.wants_reexec({"GLIBC_TUNABLES": host_allocator.TUNABLES})  # done
-  assert not host_allocator.wants_reexec({host_allocator.OPT_OUT: "1"})
-  assert host_allocator.wants_reexec({host_allocator.OPT_OUT: "0"})
+  assert launch.wants_reexec({})
+  assert launch.wants_reexec({"MALLOC_ARENA_MAX": "4"})
+  assert not launch.wants_reexec({"GLIBC_TUNABLES": "glibc.malloc.tcache_count=0"})
+  assert not launch.wants_reexec({"GLIBC_TUNABLES": launch.TUNABLES})  # done
+  assert not launch.wants_reexec({launch.OPT_OUT: "1"})
+  assert launch.wants_reexec({launch.OPT_OUT: "0"})
 
 
 @glibc_linux
@@ -31,15 +31,15 @@ def test_reexec_runs_the_same_command_once_with_the_settings(tmp_path):
       import os, sys
       sys.path.insert(0, {REPO!r})
       print("start", sys.argv[1:], os.environ.get("GLIBC_TUNABLES"), flush=True)
-      import host_allocator
-      host_allocator.reexec_with_allocator_settings()
+      from runtime import launch
+      launch.reexec_with_allocator_settings()
       print("running", os.environ["GLIBC_TUNABLES"])
   """))
   env = {k: v for k, v in os.environ.items()
-         if k not in ("GLIBC_TUNABLES", host_allocator.OPT_OUT)}
+         if k not in ("GLIBC_TUNABLES", launch.OPT_OUT)}
   out = subprocess.run([sys.executable, "-u", str(script), "--flag=1"], env=env, check=True,
                        capture_output=True, text=True).stdout.splitlines()
-  tunables = host_allocator.TUNABLES
+  tunables = launch.TUNABLES
   assert out == ["start ['--flag=1'] None", f"start ['--flag=1'] {tunables}",
                  f"running {tunables}"]
 
@@ -47,10 +47,10 @@ def test_reexec_runs_the_same_command_once_with_the_settings(tmp_path):
 @glibc_linux
 def test_opt_out_keeps_the_process(tmp_path):
   script = tmp_path / "probe.py"
-  script.write_text(f"import sys; sys.path.insert(0, {REPO!r}); import host_allocator\n"
-                    "print('start'); host_allocator.reexec_with_allocator_settings(); print('end')\n")
+  script.write_text(f"import sys; sys.path.insert(0, {REPO!r}); from runtime import launch\n"
+                    "print('start'); launch.reexec_with_allocator_settings(); print('end')\n")
   env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
-  env[host_allocator.OPT_OUT] = "1"
+  env[launch.OPT_OUT] = "1"
   out = subprocess.run([sys.executable, str(script)], env=env, check=True, capture_output=True,
                        text=True).stdout.split()
   assert out == ["start", "end"]

@@ -2,15 +2,13 @@
 shifted slices for stride-1 pools), the backward compares strided slices of the input with
 the pooled output.
 
-Why: `jax.grad` of `lax.reduce_window(max)` is XLA's select_and_scatter, which XLA:CPU lowers
-to a variadic (value, 4 x int32 index) reduce_window plus a scatter; on GoogLeNet's pools it
-costs 10-20x the forward pass and was about a quarter of a CPU training step. This VJP reads
-each window as `window_h * window_w` strided slices of the -inf-padded input and stores, per
-output, the row-major offset of the *first* position whose value equals the window's max
-(uint8). Strided pools scatter the output gradient back by stride residue ("planes": one
-shifted sum per residue of the stride, interleaved by a reshape); stride-1 pools gather it
-per input instead: two loop fusions. Forward+backward measured
-3-14x faster than the plain op; the stride-1 backward alone 3x faster than the planes.
+Why: `jax.grad` of `lax.reduce_window(max)` is XLA's select_and_scatter, which XLA:CPU runs
+many times slower than the forward pass (measurements: benchmarks/README.md ("What made the difference"), items 2 and
+7). This VJP reads each window as `window_h * window_w` strided slices of the -inf-padded
+input and stores, per output, the row-major offset of the *first* position whose value
+equals the window's max (uint8). Strided pools scatter the output gradient back by stride
+residue ("planes": one shifted sum per residue of the stride, interleaved by a reshape);
+stride-1 pools gather it per input instead: two loop fusions.
 
 Tie semantics (documented and tested): when several positions of a window hold the max, the
 whole gradient of that window goes to the first of them in row-major order (top-left first),
@@ -24,8 +22,8 @@ are all -inf a padding position may come first and its gradient is dropped, agai
 as select_and_scatter does.
 
 The custom VJP is used only in programs lowered for CPU (`kernels='auto'`, see
-inception/kernels.py): GPU and TPU compilers have fast native select_and_scatter kernels, and
-this formulation has not been measured there.
+kernels/select.py): GPU and TPU compilers have fast native select_and_scatter kernels, and
+this formulation has not been timed there.
 """
 from __future__ import annotations
 
@@ -36,7 +34,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from inception import kernels as kernels_lib
+from kernels import select as kernels_lib
 
 Padding = tuple[tuple[int, int], tuple[int, int]]
 
@@ -54,7 +52,7 @@ def max_pool_2d(x: jax.Array, window: Sequence[int], strides: Sequence[int],
                 padding: Padding, *, kernels: str = "auto") -> jax.Array:
   """NHWC max pool, same values as `max_pool_2d_plain`, with the cheap backward on CPU.
 
-  `kernels` picks the formulation (inception/kernels.py): 'auto' uses the custom VJP in
+  `kernels` picks the formulation (kernels/select.py): 'auto' uses the custom VJP in
   programs lowered for CPU and XLA's select_and_scatter gradient elsewhere.
   Leading batch dimensions beyond one are flattened into the batch (vmap-free shapes such as
   [devices, batch, H, W, C] work); the pooled dims are always the last three but one.
@@ -85,11 +83,8 @@ def _pool_forward(x, window, strides, padding):
   if strides == (1, 1):
     # Stride-1 pools (one per inception module) as the max of kh * kw shifted slices,
     # computed once on their own (`_computed_once`; fused into their consumers they would
-    # recompute the BatchNorm+ReLU producing x for every slice): pool plus producer at
-    # 28x28x256, batch 32, 6.5 ms against 18.4 ms with reduce_window. For the strided pools
-    # reduce_window stays faster (pool1: 42.9 against 56-59 ms as slices). Whole network,
-    # `torchvision` variant, batch 32, separate processes alternating: inference 502-507
-    # against 531-555 ms; training step 1536-1624 against 1580-1670 ms (within the noise).
+    # recompute the BatchNorm+ReLU producing x for every slice). Strided pools keep
+    # reduce_window, which stays faster for them (benchmarks/README.md, item 7).
     return _computed_once(lambda v: _max_of_slices(v, window, padding), x)
   return max_pool_2d_plain(x, window, strides, padding)
 
@@ -131,10 +126,9 @@ def _backward(window, strides, padding, residuals, g):
   if strides == (1, 1):
     # Computed once on its own (a conditional, see `_computed_once`), the gather stays one
     # loop fusion. Outside, XLA:CPU put the sum of its nine terms into the YNNPACK fusion of
-    # the module's 1x1-conv input gradients, which then needed all nine terms written out:
-    # step median 1648-1717 ms on its own (then in a while loop) against 1843-1921 ms
-    # outside (separate processes, alternating). The strided pools' planes measured no
-    # better on their own (1834-1952 against 1649-1874 ms), so they stay out.
+    # the module's 1x1-conv input gradients, which then needed all nine terms written out.
+    # The strided pools' planes gained nothing on their own, so they stay out
+    # (benchmarks/README.md, item 2).
     return (_computed_once(lambda *a: _backward_stride_one(*a, window, padding), x, y, g),)
   return (_backward_by_stride_residue(x, y, g, window, strides, padding),)
 
@@ -162,8 +156,8 @@ def _computed_once(compute, *operands):
 
   XLA:CPU fuses cheap element-wise producers into every consumer, so the offset map, and
   the BatchNorm+ReLU that produced the pool's input, were recomputed inside each window
-  slice of the pool backward: pool2/pool3's backward cost 93/79 ms in the step against 14/8
-  ms alone. `lax.optimization_barrier` does not stop that (XLA:CPU drops it before fusion);
+  slice of the pool backward, several times the cost of the backward alone.
+  `lax.optimization_barrier` does not stop that (XLA:CPU drops it before fusion);
   a conditional's branches are separate computations, which fusion does not cross. Both
   branches compute the same thing; the predicate only has to be unknown at compile time, so
   that XLA keeps the conditional. It is a constant hidden from constant folding by an
@@ -172,13 +166,9 @@ def _computed_once(compute, *operands):
   conditionals; on several processes (gloo) those were matched out of order with the
   gradient all-reduces ("Received data size doesn't match expected size") and the run
   aborted (3 of 3 tries; 2 of 2 ran through with XLA's pool instead). The barrier makes no
-  collective and costs nothing. Measured on the training step
-  (torchvision variant, batch 32, separate processes alternating), with the one-trip while
-  loop this replaced: median 2032/2097 ms against 2152/2137 ms without, p90 2.04-2.16 s
-  against 2.48-2.52 s. The conditional then beat the while loop, which needed its result
-  buffer zero-filled first: a stride-1 pool's fwd+bwd (after an element-wise producer)
-  49.5-51.0 against 60.5-64.0 ms at 28x28x256, 23.0-23.1 against 26.8-28.9 ms at 14x14x512.
-  The stride-1 backward as a whole runs the same way, for the reason given in `_backward`.
+  collective and costs nothing. (It replaced a one-trip while loop, which needed its result
+  buffer zero-filled first; timings in benchmarks/README.md, items 2 and 7.) The stride-1
+  backward as a whole runs the same way, for the reason given in `_backward`.
   """
   opaque_false = lax.optimization_barrier(jnp.int32(0)) != 0
   return lax.cond(opaque_false, compute, compute, *operands)
@@ -193,8 +183,8 @@ def _backward_stride_one(x, y, g, window, padding):
 
   The first pass stores, per output, which window offset holds its first max; the second
   gathers, for each input, the gradients of the outputs whose first max it is. Both are
-  element-wise over shifted slices, which XLA fuses into one loop each (3x faster than the
-  residue-plane scatter below on 28x28 and 14x14 maps).
+  element-wise over shifted slices, which XLA fuses into one loop each (faster than the
+  residue-plane scatter below on GoogLeNet's 28x28 and 14x14 maps).
   """
   (kh, kw), ((pt, pb), (pl, pr)) = window, padding
   n, h, w, c = x.shape
@@ -204,8 +194,8 @@ def _backward_stride_one(x, y, g, window, padding):
   # output whose window holds it at that offset.
   config = ((0, 0, 0), (kh - 1, h + pt + pb - oh, 0), (kw - 1, w + pl + pr - ow, 0), (0, 0, 0))
   g_padded = lax.pad(g, jnp.zeros((), g.dtype), config)
-  # Padded inside the loop, the pad joins the offsets' loop fusion; on its own, a uint8 pad
-  # took 5-11 ms (step median 1633-1648 ms against 1648-1809 ms, separate processes).
+  # Padded inside the computation, the pad joins the offsets' loop fusion instead of being a
+  # pass of its own.
   no_window = jnp.asarray(kh * kw, _offset_dtype(window))
   offsets_padded = _computed_once(
       lambda a, b: lax.pad(_first_max_offsets(a, b, window, (1, 1), padding), no_window, config),

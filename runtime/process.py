@@ -1,4 +1,4 @@
-"""Process start-up shared by the binaries that run JAX beside tf.data.
+"""Process start-up, the same in every binary that runs JAX beside tf.data.
 
 Multi-host: `start_jax_process(distributed=True)` joins JAX's multi-controller runtime with
 `jax.distributed.initialize()`. On TPU pods, SLURM and Open MPI JAX finds the coordinator, the
@@ -99,13 +99,27 @@ def enable_compilation_cache(setting: str) -> str | None:
   return directory
 
 
+class _DropOrbaxInfo(logging.logging.Filter):
+
+  def filter(self, record):
+    return record.levelno > logging.logging.INFO or "/orbax/" not in record.pathname
+
+
+def quiet_orbax_info_logs() -> None:
+  """orbax logs a dozen INFO lines per checkpoint; keep its warnings, drop the chatter."""
+  logging.get_absl_handler().addFilter(_DropOrbaxInfo())
+
+
 def start_jax_process(distributed: bool, compilation_cache: str = "off") -> None:
   """Joins the multi-host runtime if asked, keeps TensorFlow off the accelerators, logs devices.
+
+  Also quiets orbax's per-checkpoint INFO lines.
 
   `compilation_cache` is `config.compilation_cache` ('auto', 'off' or a directory).
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
+  quiet_orbax_info_logs()
   if distributed:
     initialize_distributed()
   cache = enable_compilation_cache(compilation_cache)

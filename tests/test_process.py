@@ -3,15 +3,15 @@ import os
 
 import pytest
 
-from train import host
+from runtime import process
 
 COORDINATOR = {"JAX_COORDINATOR_ADDRESS": "127.0.0.1:1234"}
 
 
 def test_explicit_cluster_from_the_environment():
-  assert host.explicit_cluster({}) == {}
+  assert process.explicit_cluster({}) == {}
   env = {**COORDINATOR, "JAX_NUM_PROCESSES": "4", "JAX_PROCESS_ID": "3"}
-  assert host.explicit_cluster(env) == {"num_processes": 4, "process_id": 3}
+  assert process.explicit_cluster(env) == {"num_processes": 4, "process_id": 3}
 
 
 @pytest.mark.parametrize("env,message", [
@@ -22,17 +22,17 @@ def test_explicit_cluster_from_the_environment():
 ])
 def test_incomplete_or_wrong_cluster_settings_name_the_fix(env, message):
   with pytest.raises(ValueError, match=message):
-    host.explicit_cluster({**COORDINATOR, **env})
+    process.explicit_cluster({**COORDINATOR, **env})
 
 
 def test_a_process_count_without_coordinator_asks_for_it():
   with pytest.raises(ValueError, match="JAX_COORDINATOR_ADDRESS"):
-    host.explicit_cluster({"JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "0"})
+    process.explicit_cluster({"JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "0"})
 
 
 def test_compilation_cache_setting(tmp_path):
-  assert host.compilation_cache_dir("off") is None
-  assert host.compilation_cache_dir("auto", {"XDG_CACHE_HOME": str(tmp_path)}) == str(
+  assert process.compilation_cache_dir("off") is None
+  assert process.compilation_cache_dir("auto", {"XDG_CACHE_HOME": str(tmp_path)}) == str(
       tmp_path / "googlenet_jax" / "xla")
-  assert host.compilation_cache_dir(str(tmp_path / "c")) == str(tmp_path / "c")
-  assert host.compilation_cache_dir("auto", {}).startswith(os.path.expanduser("~"))
+  assert process.compilation_cache_dir(str(tmp_path / "c")) == str(tmp_path / "c")
+  assert process.compilation_cache_dir("auto", {}).startswith(os.path.expanduser("~"))

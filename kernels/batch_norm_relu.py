@@ -5,11 +5,9 @@ reduction passes over every activation per training step (normalise, mask, the c
 through mean and variance), and on CPU those passes are bound by memory bandwidth. The
 custom VJP below does the forward in one reduction pass (sum and sum of squares) plus one
 element-wise pass, and the backward in one reduction pass (sum of the masked gradient and of
-its product with the input) plus one element-wise pass. fwd+bwd measured 1.5-1.9x faster
-than autodiff of flax's BatchNorm+ReLU on GoogLeNet's activations (XLA:CPU), and another
-1.3x (conv1, conv2, inception_3b sized: 100-109 -> 77 ms) once the backward stopped
-materialising x - mean. Nothing here is CPU-specific: fewer passes over memory help every
-backend.
+its product with the input) plus one element-wise pass, and never writes x - mean out
+(measurements: benchmarks/README.md, "What made the difference", item 4). Nothing here is
+CPU-specific: fewer passes over memory help every backend.
 
 Semantics are flax's `nn.BatchNorm(use_fast_variance=True)` + ReLU: batch mean and the biased
 variance E[x^2] - E[x]^2 (clipped at 0) over every axis but the last, in float32; the running

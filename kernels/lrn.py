@@ -4,9 +4,8 @@
 
 Why a custom VJP: autodiff of this formula leaves XLA a backward that reads the window sum
 and the power at five channel offsets, and XLA fused the lot, power included, into the next
-layer's ReLU mask, recomputing it for every offset: in the `paper` variant's training step
-(XLA:CPU, batch 32) that one fusion after norm2 took 350 ms of a 2.27 s step. The gradient
-written out is
+layer's ReLU mask, recomputing it for every offset (measurements: benchmarks/README.md,
+"What made the difference", item 6). The gradient written out is
 
     dx_c = g_c s_c ** -beta - 2 alpha beta / n * x_c * sum_{|j - c| <= n // 2} g_j x_j s_j ** (-beta - 1)
 
@@ -17,7 +16,7 @@ float32 rounding.
 
 The window is centred and zero-padded at both channel ends, as in Caffe's LRNLayer
 (ACROSS_CHANNELS); alpha is divided by the window size n, unlike TensorFlow's
-`local_response_normalization` (REFERENCE.md section 1). The computation is in float32 for
+`local_response_normalization` (docs/paper_notes.md, "Local response normalisation"). The computation is in float32 for
 every input dtype: the power and the division lose too much in bfloat16.
 """
 from __future__ import annotations
@@ -40,8 +39,7 @@ def _channel_window_sum(v: jax.Array, size: int) -> jax.Array:
 def _inverse_power(s: jax.Array, beta: float) -> jax.Array:
   if beta == 0.75:
     # One chain with a single use of each intermediate: XLA keeps it in one fusion, where
-    # rsqrt(s) * sqrt(rsqrt(s)) left a standalone sqrt pass (LRN fwd+bwd at norm2's shape,
-    # XLA:CPU: 115 against 144 ms).
+    # rsqrt(s) * sqrt(rsqrt(s)) left a standalone sqrt pass.
     return lax.rsqrt(s * jnp.sqrt(s))
   return jnp.power(s, -beta)
 

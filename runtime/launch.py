@@ -1,15 +1,19 @@
-"""Back large host allocations with transparent huge pages, re-executing the process once.
+"""The binaries' launcher: large host allocations in transparent huge pages, by one re-exec.
 
-Why: XLA:CPU allocates every step's outputs and temporaries with posix_memalign from its
-worker threads. glibc serves each large request with a fresh mmap and unmaps it when freed,
-so every training step page-faults its whole working set anew in 4 KiB pages: ~800,000 minor
-faults (~3 GB) per GoogLeNet batch-32 CPU step. With the glibc tunable
-`glibc.malloc.hugetlb=1`, malloc asks the kernel for transparent huge pages (2 MiB) on those
-mappings (madvise), so a step takes 512x fewer faults and TLB misses. Measured on the 2-core
-CPU machine, GoogLeNet (torchvision variant) training step, alternating processes: 11.2-11.4
-images/s with glibc's defaults, 11.9-13.7 with huge pages. (Keeping freed memory in one
-arena instead — MALLOC_ARENA_MAX=1, MALLOC_MMAP_MAX_=0 — removes the faults too, but the
-single arena's lock cost as much as it saved: 11.1 images/s.)
+Every binary starts with
+
+    from runtime import launch
+    launch.reexec_if_program(__name__)  # before the heavy imports below
+
+which, when the module runs as a program, re-executes the process once with the setting
+below, before JAX, TensorFlow or anything else heavy has been imported (imported as a
+module, e.g. by a test, it does nothing).
+
+Why: XLA:CPU allocates every step's outputs and temporaries afresh, and glibc serves each
+large request with a new mmap, so every training step page-faults its whole working set in
+4 KiB pages. With the glibc tunable `glibc.malloc.hugetlb=1`, malloc asks the kernel for
+transparent huge pages (2 MiB) on those mappings (madvise): 512x fewer faults and TLB misses
+(measurements: benchmarks/README.md, "What made the difference", item 5).
 
 glibc reads tunables only when a process starts, hence the re-exec; it happens before any
 heavy import. Harmless where it cannot apply: glibc older than 2.35 ignores the tunable, and
@@ -38,8 +42,7 @@ def wants_reexec(environ=os.environ) -> bool:
 def reexec_with_allocator_settings() -> None:
   """Re-executes this process (same interpreter and arguments) with GLIBC_TUNABLES set.
 
-  Call it first thing under `if __name__ == "__main__":`. Returns normally when nothing needs
-  doing (already applied, opted out, not glibc).
+  Returns normally when nothing needs doing (already applied, opted out, not glibc).
   """
   if not wants_reexec():
     return
@@ -49,3 +52,10 @@ def reexec_with_allocator_settings() -> None:
   # sys.orig_argv keeps interpreter options and `-m package.module`, so the re-executed process
   # is started exactly like this one.
   os.execv(sys.executable, sys.orig_argv)
+
+
+def reexec_if_program(module_name: str) -> None:
+  """`reexec_with_allocator_settings()` when `module_name` (a binary's `__name__`) is
+  "__main__"; nothing when the binary is imported as a module."""
+  if module_name == "__main__":
+    reexec_with_allocator_settings()

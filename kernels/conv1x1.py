@@ -1,12 +1,11 @@
 """A drop-in `conv_general_dilated` for `nn.Conv` that is faster to train on CPU.
 
-Measured on XLA:CPU (jax 0.10, 2-core AVX-512 Xeon, GoogLeNet shapes at batch 32), a 1x1
-convolution (two thirds of GoogLeNet's convolutions) runs 2-5x faster forward as a plain
-[N*H*W, Cin] x [Cin, Cout] matmul than as a convolution, and its kernel gradient 5-10x faster
-(XLA computes it as a convolution contracting the batch, plus two transposed copies of the
-operands); per conv+BN+ReLU layer, fwd+bwd, it is 1.4x faster (inception_3b/1x1: 27.7 vs 38.9 ms).
-This is an exact reformulation (the same sums, up to float rounding order), used only in
-programs lowered for CPU (`kernels='auto'`, see inception/kernels.py): GPU and TPU convolution
+On XLA:CPU a 1x1 convolution (two thirds of GoogLeNet's convolutions) runs several times
+faster, forward and kernel gradient alike, as a plain [N*H*W, Cin] x [Cin, Cout] matmul than
+as a convolution (XLA computes the kernel gradient as a convolution contracting the batch,
+plus two transposed copies of the operands; measurements: benchmarks/README.md, "What made
+the difference", item 3). This is an exact reformulation (the same sums, up to float rounding order), used only in
+programs lowered for CPU (`kernels='auto'`, see kernels/select.py): GPU and TPU convolution
 kernels are already fast in all three directions.
 
 KxK convolutions stay XLA's own. (An im2col kernel gradient used to win here against the
@@ -25,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from inception import kernels as kernels_lib
+from kernels import select as kernels_lib
 
 _NHWC_HWIO = ((0, 3, 1, 2), (3, 2, 0, 1), (0, 3, 1, 2))
 
