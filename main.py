@@ -6,6 +6,7 @@ Exit status: 0 when the run is complete; 75 when SIGTERM or Ctrl-C stopped it af
 checkpoint (run the same command again to resume; schedulers should requeue); 1 with a
 one-line `error: ...` for a problem to fix (config, data, workdir), the traceback in the log.
 """
+
 from runtime import launch
 
 launch.reexec_if_program(__name__)  # before the heavy imports below (runtime/launch.py)
@@ -15,12 +16,16 @@ import sys  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-import train  # noqa: E402
 from runtime import process  # noqa: E402
+import train  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard logs and summary.json.")
-config_flags.DEFINE_config_file("config", "configs/digits.py", "Training config file.", lock_config=True)
+flags.DEFINE_string(
+    "workdir", None, "Directory for checkpoints, TensorBoard logs and summary.json."
+)
+config_flags.DEFINE_config_file(
+    "config", "configs/digits.py", "Training config file.", lock_config=True
+)
 flags.mark_flags_as_required(["workdir"])
 
 

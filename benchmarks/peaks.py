@@ -5,6 +5,7 @@ achieved FLOP/s (XLA's cost analysis over the measured step time) divided by thi
 there is no vendor figure that XLA reaches: `benchmarks.throughput` measures XLA's matmul
 peak there instead (`xla_gemm_gflops` below, also used by benchmarks.roofline).
 """
+
 from __future__ import annotations
 
 from benchmarks.timing import median_seconds
@@ -47,6 +48,6 @@ def xla_gemm_gflops(dtype: str, reps: int) -> float:
     a = jnp.ones((m, k), dtype)
     b = jnp.ones((k, n), dtype)
     matmul = jax.jit(lambda a, b: jnp.dot(a, b, preferred_element_type=jnp.float32))
-    seconds = median_seconds(lambda: matmul(a, b).block_until_ready(), reps)
+    seconds = median_seconds(lambda matmul=matmul, a=a, b=b: matmul(a, b).block_until_ready(), reps)
     best = max(best, 2 * m * k * n / seconds / 1e9)
   return best

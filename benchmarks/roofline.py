@@ -20,12 +20,12 @@ update: memory-bound work) only adds time. This prints one JSON line with:
     machine by any implementation of the same network; below it, 1 - share of the target step
     is all that is left for the memory-bound work.
 """
+
 from __future__ import annotations
 
 import json
 
-from absl import app
-from absl import flags
+from absl import app, flags
 
 from benchmarks import throughput
 from benchmarks.peaks import GEMM_SHAPES, xla_gemm_gflops
@@ -34,6 +34,7 @@ from benchmarks.timing import median_seconds
 flags.DEFINE_float("target_ratio", 1.5, "Our images/sec over the peer's that is asked for.")
 flags.DEFINE_integer("gemm_reps", 10, "Timed calls per matmul shape.")
 FLAGS = flags.FLAGS
+
 
 def torch_gemm_gflops(dtype: str, reps: int) -> float:
   import torch
@@ -45,16 +46,22 @@ def torch_gemm_gflops(dtype: str, reps: int) -> float:
   return 2 * m * k * n / median_seconds(lambda: a @ b, reps) / 1e9
 
 
-def budget(gflop_per_step: float, gemm_gflops_per_sec: float, peer_step_ms: float | None,
-           target_ratio: float) -> dict:
+def budget(
+    gflop_per_step: float,
+    gemm_gflops_per_sec: float,
+    peer_step_ms: float | None,
+    target_ratio: float,
+) -> dict:
   """The FLOP floor of a step and, given the peer's step time, its share of the target."""
   floor_ms = gflop_per_step / gemm_gflops_per_sec * 1e3
   result = {"floor_ms": round(floor_ms, 1)}
   if peer_step_ms is not None:
     target_ms = peer_step_ms / target_ratio
-    result.update(target_ms=round(target_ms, 1),
-                  floor_share_of_target=round(floor_ms / target_ms, 3),
-                  ms_left_for_memory_bound_work=round(target_ms - floor_ms, 1))
+    result.update(
+        target_ms=round(target_ms, 1),
+        floor_share_of_target=round(floor_ms / target_ms, 3),
+        ms_left_for_memory_bound_work=round(target_ms - floor_ms, 1),
+    )
   return result
 
 
@@ -66,26 +73,47 @@ def main(argv):
   peer_info = {}
   if FLAGS.peer == "torchvision":
     from inception import create_model
+
     peer, peer_info = throughput.build_torch_peer(
-        create_model(FLAGS.variant).aux_heads, FLAGS.mode, FLAGS.batch, FLAGS.image_size,
-        FLAGS.num_classes, FLAGS.peer_layout, FLAGS.peer_threads, FLAGS.dtype)
+        create_model(FLAGS.variant).aux_heads,
+        FLAGS.mode,
+        FLAGS.batch,
+        FLAGS.image_size,
+        FLAGS.num_classes,
+        FLAGS.peer_layout,
+        FLAGS.peer_threads,
+        FLAGS.dtype,
+    )
   gemm_before = xla_gemm_gflops(FLAGS.dtype, FLAGS.gemm_reps)
-  ours, _, flops = throughput.build_ours(FLAGS.variant, FLAGS.mode, FLAGS.batch,
-                                         FLAGS.image_size, FLAGS.num_classes, FLAGS.dtype,
-                                         FLAGS.cpu_fast_paths)
-  times = throughput.time_alternating([("", ours)] + ([("peer_", peer)] if peer else []),
-                                      FLAGS.warmup, FLAGS.steps)
+  ours, _, flops = throughput.build_ours(
+      FLAGS.variant,
+      FLAGS.mode,
+      FLAGS.batch,
+      FLAGS.image_size,
+      FLAGS.num_classes,
+      FLAGS.dtype,
+      FLAGS.cpu_fast_paths,
+  )
+  times = throughput.time_alternating(
+      [("", ours)] + ([("peer_", peer)] if peer else []), FLAGS.warmup, FLAGS.steps
+  )
   gemm_after = xla_gemm_gflops(FLAGS.dtype, FLAGS.gemm_reps)
   gemm = max(gemm_before, gemm_after)
 
   summary = throughput.summarise(times[""], FLAGS.batch)
-  result = {"benchmark": "roofline", "variant": FLAGS.variant, "mode": FLAGS.mode,
-            "batch": FLAGS.batch, "image_size": FLAGS.image_size, "dtype": FLAGS.dtype,
-            "gemm_gflops_per_sec": round(gemm, 1),
-            "gemm_gflops_per_sec_before_after": [round(gemm_before, 1), round(gemm_after, 1)],
-            "gflop_per_step": round(flops / 1e9, 1),
-            "step_ms_median": summary["step_ms_median"],
-            "images_per_sec": summary["images_per_sec"]}
+  result = {
+      "benchmark": "roofline",
+      "variant": FLAGS.variant,
+      "mode": FLAGS.mode,
+      "batch": FLAGS.batch,
+      "image_size": FLAGS.image_size,
+      "dtype": FLAGS.dtype,
+      "gemm_gflops_per_sec": round(gemm, 1),
+      "gemm_gflops_per_sec_before_after": [round(gemm_before, 1), round(gemm_after, 1)],
+      "gflop_per_step": round(flops / 1e9, 1),
+      "step_ms_median": summary["step_ms_median"],
+      "images_per_sec": summary["images_per_sec"],
+  }
   peer_step_ms = None
   if peer:
     peer_summary = throughput.summarise(times["peer_"], FLAGS.batch, "peer_")
@@ -101,5 +129,6 @@ def main(argv):
 
 if __name__ == "__main__":
   from runtime import launch
+
   launch.reexec_with_allocator_settings()
   app.run(main)

@@ -31,16 +31,16 @@ step of each, so both see the same machine load:
     precision, as ours computes in bfloat16 with float32 parameters.
 torch and torchvision are benchmark-only dependencies: `pip install -r benchmarks/requirements.txt`.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 import contextlib
 import json
 import os
 import time
-from typing import Callable
 
-from absl import app
-from absl import flags
+from absl import app, flags
 
 flags.DEFINE_string("variant", "torchvision", "Model variant: paper, bn or torchvision.")
 flags.DEFINE_enum("mode", "train", ["train", "infer"], "Training step or inference forward.")
@@ -51,24 +51,40 @@ flags.DEFINE_integer("steps", 20, "Timed steps (each framework).")
 flags.DEFINE_integer("warmup", 2, "Untimed steps after compilation (each framework).")
 flags.DEFINE_string("dtype", "float32", "config.model.dtype for ours (float32 or bfloat16).")
 flags.DEFINE_enum("peer", "none", ["none", "torchvision"], "Also run this peer, alternating.")
-flags.DEFINE_enum("peer_layout", "channels_last", ["channels_last", "nchw"],
-                  "Memory format of the torch peer.")
-flags.DEFINE_boolean("cpu_fast_paths", True, "Use the CPU max-pool VJP, matmul 1x1 "
-                     "convolutions and training compiler options (kernels/max_pool.py, "
-                     "kernels/conv1x1.py, train/compiler_options.py); false measures XLA's "
-                     "defaults for a before/after comparison. The fused BatchNorm+ReLU "
-                     "(kernels/batch_norm_relu.py) is not CPU-specific and stays on.")
-flags.DEFINE_integer("peer_threads", 0, "torch.set_num_threads; 0 keeps torch's default "
-                     "(the number of cores).")
-flags.DEFINE_integer("peak_gemm_reps", 5, "On CPU: timed calls per shape when measuring XLA's "
-                     "matmul peak for the utilisation figure; 0 skips it.")
+flags.DEFINE_enum(
+    "peer_layout", "channels_last", ["channels_last", "nchw"], "Memory format of the torch peer."
+)
+flags.DEFINE_boolean(
+    "cpu_fast_paths",
+    True,
+    "Use the CPU max-pool VJP, matmul 1x1 "
+    "convolutions and training compiler options (kernels/max_pool.py, "
+    "kernels/conv1x1.py, train/compiler_options.py); false measures XLA's "
+    "defaults for a before/after comparison. The fused BatchNorm+ReLU "
+    "(kernels/batch_norm_relu.py) is not CPU-specific and stays on.",
+)
+flags.DEFINE_integer(
+    "peer_threads", 0, "torch.set_num_threads; 0 keeps torch's default " "(the number of cores)."
+)
+flags.DEFINE_integer(
+    "peak_gemm_reps",
+    5,
+    "On CPU: timed calls per shape when measuring XLA's "
+    "matmul peak for the utilisation figure; 0 skips it.",
+)
 FLAGS = flags.FLAGS
 
 Step = Callable[[], None]
 
 
-def utilisation(flops_per_step: float, step_seconds: float, device_kind: str, backend: str,
-                dtype: str, gemm_reps: int) -> dict:
+def utilisation(
+    flops_per_step: float,
+    step_seconds: float,
+    device_kind: str,
+    backend: str,
+    dtype: str,
+    gemm_reps: int,
+) -> dict:
   """Achieved FLOP/s and its share of the device's peak (benchmarks/peaks.py).
 
   Accelerators: the vendor's dense bfloat16 peak per chip (a float32 step is still set
@@ -90,13 +106,25 @@ def utilisation(flops_per_step: float, step_seconds: float, device_kind: str, ba
       result["peak_source"] = f"no peak known for {device_kind!r} (benchmarks/peaks.py)"
       return result
     peak, source = known
-  result.update({"peak_tflops_per_sec": round(peak / 1e12, 4), "peak_source": source,
-                 "utilisation": round(achieved / peak, 4)})
+  result.update(
+      {
+          "peak_tflops_per_sec": round(peak / 1e12, 4),
+          "peak_source": source,
+          "utilisation": round(achieved / peak, 4),
+      }
+  )
   return result
 
 
-def build_ours(variant: str, mode: str, batch: int, image_size: int, num_classes: int,
-               dtype: str, cpu_fast_paths: bool = True) -> tuple[Step, float, float]:
+def build_ours(
+    variant: str,
+    mode: str,
+    batch: int,
+    image_size: int,
+    num_classes: int,
+    dtype: str,
+    cpu_fast_paths: bool = True,
+) -> tuple[Step, float, float]:
   """A closure running one synchronous step of ours, the compile+first-run seconds, and the
   step's floating-point operations as XLA's cost analysis counts them."""
   import jax
@@ -105,21 +133,24 @@ def build_ours(variant: str, mode: str, batch: int, image_size: int, num_classes
 
   from configs import googlenet
   from inception import create_model
+  from train import compiler_options
   from train.optim import create_optimizer
   from train.schedule import create_learning_rate_fn
   from train.state import create_train_state
-  from train import compiler_options
   from train.step import make_train_step
 
   config = googlenet.get_config()
-  model = create_model(variant, num_classes=num_classes, dtype=dtype,
-                       kernels="auto" if cpu_fast_paths else "xla")
+  model = create_model(
+      variant, num_classes=num_classes, dtype=dtype, kernels="auto" if cpu_fast_paths else "xla"
+  )
   rng = jax.random.key(0)
   init_rng, dropout_rng = jax.random.split(rng)
   shape = (batch, image_size, image_size, 3)
   images = jnp.asarray(np.random.default_rng(0).standard_normal(shape, np.float32))
   labels = jnp.asarray(np.random.default_rng(1).integers(0, num_classes, batch), jnp.int32)
-  variables = jax.jit(lambda r: model.init({"params": r, "dropout": r}, images[:1], train=False))(init_rng)
+  variables = jax.jit(lambda r: model.init({"params": r, "dropout": r}, images[:1], train=False))(
+      init_rng
+  )
 
   if mode == "train":
     learning_rate_fn = create_learning_rate_fn(config, num_train_examples=1_281_167)
@@ -128,17 +159,28 @@ def build_ours(variant: str, mode: str, batch: int, image_size: int, num_classes
     options = compiler_options.train_step_options() if cpu_fast_paths else None
     batch_dict = {"image": images, "label": labels}
     start = time.perf_counter()
-    train_step = jax.jit(make_train_step(model, tx, learning_rate_fn, config, dropout_rng),
-                         donate_argnums=(0,), compiler_options=options
-                         ).lower(state, batch_dict).compile()
+    train_step = (
+        jax.jit(
+            make_train_step(model, tx, learning_rate_fn, config, dropout_rng),
+            donate_argnums=(0,),
+            compiler_options=options,
+        )
+        .lower(state, batch_dict)
+        .compile()
+    )
     holder = {"state": state}
 
     def step() -> None:
       holder["state"], metrics = train_step(holder["state"], batch_dict)
       jax.block_until_ready(metrics)
+
   else:
     start = time.perf_counter()
-    forward = jax.jit(lambda v, x: model.apply(v, x, train=False).logits).lower(variables, images).compile()
+    forward = (
+        jax.jit(lambda v, x: model.apply(v, x, train=False).logits)
+        .lower(variables, images)
+        .compile()
+    )
 
     def step() -> None:
       jax.block_until_ready(forward(variables, images))
@@ -156,9 +198,16 @@ def compiled_flops(compiled) -> float:
   return float(analysis["flops"])
 
 
-def build_torch_peer(variant_has_aux: bool, mode: str, batch: int, image_size: int,
-                     num_classes: int, layout: str, threads: int,
-                     dtype: str = "float32") -> tuple[Step, dict]:
+def build_torch_peer(
+    variant_has_aux: bool,
+    mode: str,
+    batch: int,
+    image_size: int,
+    num_classes: int,
+    layout: str,
+    threads: int,
+    dtype: str = "float32",
+) -> tuple[Step, dict]:
   try:
     import torch
     import torchvision
@@ -166,27 +215,39 @@ def build_torch_peer(variant_has_aux: bool, mode: str, batch: int, image_size: i
     raise SystemExit(
         f"--peer=torchvision needs torch and torchvision ({error}). They are benchmark-only "
         "dependencies: pip install -r benchmarks/requirements.txt (a separate virtualenv "
-        "keeps the project's own torch pin untouched).") from None
+        "keeps the project's own torch pin untouched)."
+    ) from None
   if threads:
     torch.set_num_threads(threads)
   aux = variant_has_aux and mode == "train"
-  model = torchvision.models.googlenet(weights=None, aux_logits=aux, init_weights=True,
-                                       transform_input=False, num_classes=num_classes)
+  model = torchvision.models.googlenet(
+      weights=None,
+      aux_logits=aux,
+      init_weights=True,
+      transform_input=False,
+      num_classes=num_classes,
+  )
   images = torch.randn(batch, 3, image_size, image_size)
   labels = torch.randint(0, num_classes, (batch,))
   if layout == "channels_last":
     model = model.to(memory_format=torch.channels_last)
     images = images.contiguous(memory_format=torch.channels_last)
+
   def precision():
     # Our bfloat16 is compute dtype with float32 parameters: torch's counterpart is autocast.
     if dtype == "bfloat16":
       return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
-  info = {"peer": "torchvision.googlenet", "peer_layout": layout, "peer_aux_logits": aux,
-          "peer_autocast": dtype if dtype != "float32" else None,
-          "peer_threads": torch.get_num_threads(), "torch": torch.__version__,
-          "torchvision": torchvision.__version__}
+  info = {
+      "peer": "torchvision.googlenet",
+      "peer_layout": layout,
+      "peer_aux_logits": aux,
+      "peer_autocast": dtype if dtype != "float32" else None,
+      "peer_threads": torch.get_num_threads(),
+      "torch": torch.__version__,
+      "torchvision": torchvision.__version__,
+  }
 
   if mode == "train":
     model.train()
@@ -201,7 +262,8 @@ def build_torch_peer(variant_has_aux: bool, mode: str, batch: int, image_size: i
         outputs = model(images)
         if aux:
           loss = criterion(outputs.logits, labels) + 0.3 * (
-              criterion(outputs.aux_logits1, labels) + criterion(outputs.aux_logits2, labels))
+              criterion(outputs.aux_logits1, labels) + criterion(outputs.aux_logits2, labels)
+          )
         else:
           loss = criterion(outputs if torch.is_tensor(outputs) else outputs.logits, labels)
       loss.backward()
@@ -209,6 +271,7 @@ def build_torch_peer(variant_has_aux: bool, mode: str, batch: int, image_size: i
       with torch.no_grad():
         torch._foreach_lerp_(ema, [p.detach() for p in params], 1e-4)
       float(loss)
+
   else:
     model.eval()
 
@@ -219,8 +282,9 @@ def build_torch_peer(variant_has_aux: bool, mode: str, batch: int, image_size: i
   return step, info
 
 
-def time_alternating(steps: list[tuple[str, Step]], warmup: int,
-                     timed: int) -> dict[str, list[float]]:
+def time_alternating(
+    steps: list[tuple[str, Step]], warmup: int, timed: int
+) -> dict[str, list[float]]:
   """Seconds of each of `timed` calls per named step, the steps taking turns so that all of
   them see the same machine load (this VM's speed drifts by 20-30% within an hour)."""
   for _ in range(warmup):
@@ -237,6 +301,7 @@ def time_alternating(steps: list[tuple[str, Step]], warmup: int,
 
 def summarise(times: list[float], batch: int, prefix: str = "") -> dict:
   import numpy as np
+
   ms = np.asarray(times) * 1e3
   median = float(np.median(ms))
   return {
@@ -258,32 +323,62 @@ def main(argv):
   if FLAGS.peer == "torchvision":
     has_aux = create_model(FLAGS.variant).aux_heads
     # Built before ours so that a missing torch fails fast, before any compilation.
-    peer, peer_info = build_torch_peer(has_aux, FLAGS.mode, FLAGS.batch, FLAGS.image_size,
-                                       FLAGS.num_classes, FLAGS.peer_layout, FLAGS.peer_threads,
-                                       FLAGS.dtype)
+    peer, peer_info = build_torch_peer(
+        has_aux,
+        FLAGS.mode,
+        FLAGS.batch,
+        FLAGS.image_size,
+        FLAGS.num_classes,
+        FLAGS.peer_layout,
+        FLAGS.peer_threads,
+        FLAGS.dtype,
+    )
   load_before = os.getloadavg()[0]
   ours_step, compile_seconds, flops = build_ours(
-      FLAGS.variant, FLAGS.mode, FLAGS.batch, FLAGS.image_size, FLAGS.num_classes, FLAGS.dtype,
-      FLAGS.cpu_fast_paths)
-  times = time_alternating([("", ours_step)] + ([("peer_", peer)] if peer else []),
-                           FLAGS.warmup, FLAGS.steps)
+      FLAGS.variant,
+      FLAGS.mode,
+      FLAGS.batch,
+      FLAGS.image_size,
+      FLAGS.num_classes,
+      FLAGS.dtype,
+      FLAGS.cpu_fast_paths,
+  )
+  times = time_alternating(
+      [("", ours_step)] + ([("peer_", peer)] if peer else []), FLAGS.warmup, FLAGS.steps
+  )
 
   ours = summarise(times[""], FLAGS.batch)
   result = {
-      "benchmark": "throughput", "variant": FLAGS.variant, "mode": FLAGS.mode,
-      "batch": FLAGS.batch, "image_size": FLAGS.image_size, "dtype": FLAGS.dtype,
-      "steps": FLAGS.steps, "warmup": FLAGS.warmup, "cpu_fast_paths": FLAGS.cpu_fast_paths,
+      "benchmark": "throughput",
+      "variant": FLAGS.variant,
+      "mode": FLAGS.mode,
+      "batch": FLAGS.batch,
+      "image_size": FLAGS.image_size,
+      "dtype": FLAGS.dtype,
+      "steps": FLAGS.steps,
+      "warmup": FLAGS.warmup,
+      "cpu_fast_paths": FLAGS.cpu_fast_paths,
       **ours,
       "compile_sec": round(compile_seconds, 1),
       # What the step costs in arithmetic and the rate it ran at: benchmarks.roofline sets
       # these against the machine's matmul peak.
       "gflop_per_image": round(flops / FLAGS.batch / 1e9, 3),
       "gflops_per_sec": round(flops / 1e9 / (ours["step_ms_median"] / 1e3), 1),
-      "device_kind": jax.devices()[0].device_kind, "backend": jax.default_backend(),
-      "jax": jax.__version__, "cpus": os.cpu_count(),
+      "device_kind": jax.devices()[0].device_kind,
+      "backend": jax.default_backend(),
+      "jax": jax.__version__,
+      "cpus": os.cpu_count(),
   }
-  result.update(utilisation(flops, ours["step_ms_median"] / 1e3, result["device_kind"],
-                            result["backend"], FLAGS.dtype, FLAGS.peak_gemm_reps))
+  result.update(
+      utilisation(
+          flops,
+          ours["step_ms_median"] / 1e3,
+          result["device_kind"],
+          result["backend"],
+          FLAGS.dtype,
+          FLAGS.peak_gemm_reps,
+      )
+  )
   if peer:
     result.update(summarise(times["peer_"], FLAGS.batch, "peer_"))
     result.update(peer_info)
@@ -297,5 +392,6 @@ def main(argv):
 
 if __name__ == "__main__":
   from runtime import launch
+
   launch.reexec_with_allocator_settings()  # XLA:CPU buffers without page faults
   app.run(main)

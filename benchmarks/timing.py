@@ -1,8 +1,9 @@
 """Median wall time of a call, shared by the benchmarks that time one thing at a time."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 import time
-from typing import Callable
 
 
 def median_seconds(run: Callable[[], object], reps: int) -> float:

@@ -17,12 +17,13 @@ The three stages, each a separate function so the benchmark can time them apart:
 Gradients are JAX's autodiff of these stages, so they are the exact gradients of the
 computed function (each stage is linear).
 """
+
 from __future__ import annotations
 
 import jax
+from jax import lax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
 # B^T, G, A^T of Lavin & Gray (arXiv 1509.09308), section 4.1 (m = 2) and 4.2 (m = 4).
 _MATRICES = {
@@ -32,10 +33,22 @@ _MATRICES = {
         [[1, 1, 1, 0], [0, 1, -1, -1]],
     ),
     4: (
-        [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
-         [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]],
-        [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
-         [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]],
+        [
+            [4, 0, -5, 0, 1, 0],
+            [0, -4, -4, 1, 1, 0],
+            [0, 4, -4, -1, 1, 0],
+            [0, -2, -1, 2, 1, 0],
+            [0, 2, -1, -2, 1, 0],
+            [0, 4, 0, -5, 0, 1],
+        ],
+        [
+            [1 / 4, 0, 0],
+            [-1 / 6, -1 / 6, -1 / 6],
+            [-1 / 6, 1 / 6, -1 / 6],
+            [1 / 24, 1 / 12, 1 / 6],
+            [1 / 24, -1 / 12, 1 / 6],
+            [0, 0, 1],
+        ],
         [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
     ),
 }
@@ -76,8 +89,9 @@ def input_transform(x: jax.Array, m: int) -> jax.Array:
   row_mixed = [_combine(bt[xi], row_taps) for xi in range(a)]
   positions = []
   for xi in range(a):
-    col_taps = [lax.slice_in_dim(row_mixed[xi], j, j + m * (cols - 1) + 1, m, axis=2)
-                for j in range(a)]
+    col_taps = [
+        lax.slice_in_dim(row_mixed[xi], j, j + m * (cols - 1) + 1, m, axis=2) for j in range(a)
+    ]
     positions.extend(_combine(bt[nu], col_taps) for nu in range(a))
   return jnp.stack(positions).reshape(a * a, n * rows * cols, channels)
 
@@ -103,10 +117,13 @@ def output_transform(products: jax.Array, image_shape: tuple[int, int, int], m: 
   rows, cols = _tiles(height, m), _tiles(width, m)
   out_channels = products.shape[-1]
   grid = products.reshape(a, a, n, rows, cols, out_channels)
-  col_mixed = [[_combine(at[s], [grid[xi, nu] for nu in range(a)]) for s in range(m)]
-               for xi in range(a)]
-  tile_rows = [jnp.stack([_combine(at[r], [col_mixed[xi][s] for xi in range(a)])
-                          for s in range(m)], axis=3) for r in range(m)]
+  col_mixed = [
+      [_combine(at[s], [grid[xi, nu] for nu in range(a)]) for s in range(m)] for xi in range(a)
+  ]
+  tile_rows = [
+      jnp.stack([_combine(at[r], [col_mixed[xi][s] for xi in range(a)]) for s in range(m)], axis=3)
+      for r in range(m)
+  ]
   y = jnp.stack(tile_rows, axis=2)  # [n, rows, r, cols, s, out]
   return y.reshape(n, rows * m, cols * m, out_channels)[:, :height, :width]
 
@@ -120,5 +137,6 @@ def winograd_conv3x3(x: jax.Array, kernel: jax.Array, m: int = 4) -> jax.Array:
 
 
 def direct_conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  return lax.conv_general_dilated(x, kernel, (1, 1), [(1, 1), (1, 1)],
-                                  dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  return lax.conv_general_dilated(
+      x, kernel, (1, 1), [(1, 1), (1, 1)], dimension_numbers=("NHWC", "HWIO", "NHWC")
+  )

@@ -8,6 +8,7 @@ variant, which trains reliably from scratch in a few epochs) on 32x32 upscaled d
 stem is unchanged, so the inception stages run at 4x4, 2x2 and 1x1 (see inception/googlenet.py).
 Augmentation is mild: digits are neither mirror- nor crop-invariant the way photos are.
 """
+
 import ml_collections
 
 from configs import googlenet

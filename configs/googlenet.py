@@ -11,6 +11,7 @@ the paper's crop sampling and photometric distortions. These are the training sy
 defaults (train/config.py, inception/config.py, input_pipeline/config.py, where every field
 is described); this file adds the dataset. Every other config derives from this one.
 """
+
 import ml_collections
 
 from train import config as train_config

@@ -6,6 +6,7 @@ Batch 1024 over the devices with the learning rate scaled linearly from 0.1 at 2
 5-epoch linear warmup (Goyal et al. 2017), then the paper's 0.96-every-8-epochs staircase
 compressed to 0.94 every 2 epochs as in Szegedy et al. 2016 (Inception v3); bfloat16 compute.
 """
+
 import ml_collections
 
 from configs import googlenet

@@ -1,7 +1,8 @@
 """GoogLeNet with BatchNorm on Imagenette (10 ImageNet classes; TFDS downloads it): one GPU.
 
-    python main.py --config=configs/imagenette.py --workdir=/tmp/imagenette
+python main.py --config=configs/imagenette.py --workdir=/tmp/imagenette
 """
+
 import ml_collections
 
 from configs import googlenet_bn

@@ -11,6 +11,7 @@ training-system feature applies: SGD with momentum, staircase schedule, Polyak E
 detection), checkpoints, resume.
 Quick check: --config.detection.synthetic.num_train=40 --config.num_epochs=1.
 """
+
 import ml_collections
 
 from configs import googlenet

@@ -11,6 +11,7 @@ heads re-initialised for 20 classes + background, softmax scoring, NMS 0.3, VOC0
 on test. The paper's ensemble had 6 networks: --config.detection.num_models=6. A GPU run;
 on a CPU try --config.detection.max_train_images=200 --config.detection.max_test_images=100.
 """
+
 import ml_collections
 
 from configs import googlenet

@@ -7,6 +7,7 @@ and so does COCO's [x, y, w, h]. PASCAL VOC files store 1-based inclusive pixel 
 (xmin..xmax both inside the object, width = xmax - xmin + 1); `voc_to_continuous` and
 `continuous_to_voc` convert, and the VOC metric computes IoU with the devkit's +1 widths.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -6,13 +6,13 @@ section and points `data.source` at the prepared region records ('regions:<dir>'
 region classifier is trained by the unchanged training system (optimizer, EMA, checkpoints,
 sharding, resume).
 """
+
 from __future__ import annotations
 
 import ml_collections
 from ml_collections import config_dict
 
-from detection import datasets
-from detection import proposals
+from detection import datasets, proposals
 
 
 def default_detection_config() -> ml_collections.ConfigDict:
@@ -30,29 +30,50 @@ def default_detection_config() -> ml_collections.ConfigDict:
   config.max_train_images = -1
   config.max_test_images = -1
 
-  config.synthetic = ml_collections.ConfigDict(dict(
-      num_train=300, num_test=100, image_size=128, min_objects=1, max_objects=4,
-      min_size=18.0, max_size=56.0, max_log_aspect=0.25, max_overlap_iou=0.3, seed=0))
+  config.synthetic = ml_collections.ConfigDict(
+      dict(
+          num_train=300,
+          num_test=100,
+          image_size=128,
+          min_objects=1,
+          max_objects=4,
+          min_size=18.0,
+          max_size=56.0,
+          max_log_aspect=0.25,
+          max_overlap_iou=0.3,
+          seed=0,
+      )
+  )
 
   # Selective search, fast mode (proposals.py). superpixel_scale 2: the paper's doubled size.
-  config.proposals = ml_collections.ConfigDict(dict(
-      superpixel_scale=2.0, sigma=0.8, max_side=500, min_size=8.0, max_proposals=2000, seed=0,
-      cache_dir="~/.cache/inception_rcnn/proposals"))
+  config.proposals = ml_collections.ConfigDict(
+      dict(
+          superpixel_scale=2.0,
+          sigma=0.8,
+          max_side=500,
+          min_size=8.0,
+          max_proposals=2000,
+          seed=0,
+          cache_dir="~/.cache/inception_rcnn/proposals",
+      )
+  )
 
   # Region sampling for fine-tuning (regions.py) and warping (warp.py).
-  config.regions = ml_collections.ConfigDict(dict(
-      # Pixels of context on each side after warping: R-CNN's 16 at 227 px; scale it with
-      # data.image_size (the warped region size), e.g. 2-4 at 32 px.
-      context_padding=16,
-      fg_iou=0.5,  # IoU >= fg_iou with a ground-truth box: foreground of that box's class
-      # Background: max IoU in [low, high). R-CNN fine-tuning uses [0, 0.5) ("the rest",
-      # Girshick et al. 2014, section 2.3); Fast R-CNN [0.1, 0.5) (hard-ish negatives only).
-      bg_iou_range=(0.0, 0.5),
-      fg_fraction=0.25,  # of every image's regions, hence of every minibatch (R-CNN 32 of 128)
-      regions_per_image=16,  # batch_size must be a multiple: a batch holds whole images
-      include_gt_boxes=True,  # ground-truth boxes join the candidates as foreground (R-CNN)
-      seed=0,  # sampling of the fixed evaluation regions (training draws from config.seed)
-  ))
+  config.regions = ml_collections.ConfigDict(
+      dict(
+          # Pixels of context on each side after warping: R-CNN's 16 at 227 px; scale it with
+          # data.image_size (the warped region size), e.g. 2-4 at 32 px.
+          context_padding=16,
+          fg_iou=0.5,  # IoU >= fg_iou with a ground-truth box: foreground of that box's class
+          # Background: max IoU in [low, high). R-CNN fine-tuning uses [0, 0.5) ("the rest",
+          # Girshick et al. 2014, section 2.3); Fast R-CNN [0.1, 0.5) (hard-ish negatives only).
+          bg_iou_range=(0.0, 0.5),
+          fg_fraction=0.25,  # of every image's regions, hence of every minibatch (R-CNN 32 of 128)
+          regions_per_image=16,  # batch_size must be a multiple: a batch holds whole images
+          include_gt_boxes=True,  # ground-truth boxes join the candidates as foreground (R-CNN)
+          seed=0,  # sampling of the fixed evaluation regions (training draws from config.seed)
+      )
+  )
 
   # Ensemble: models 0..num_models-1 are trained here with seeds seed, seed+1, ... (paper: 6);
   # extra_model_dirs adds already trained ones (workdirs or exports of the same input size).
@@ -72,12 +93,14 @@ def default_detection_config() -> ml_collections.ConfigDict:
   return config
 
 
-def _check_keys(config: ml_collections.ConfigDict, reference: ml_collections.ConfigDict,
-                prefix: str) -> None:
+def _check_keys(
+    config: ml_collections.ConfigDict, reference: ml_collections.ConfigDict, prefix: str
+) -> None:
   for key in config.keys():
     if key not in reference:
-      raise ValueError(f"Unknown config key '{prefix}{key}'; valid keys here are "
-                       f"{sorted(reference.keys())}.")
+      raise ValueError(
+          f"Unknown config key '{prefix}{key}'; valid keys here are " f"{sorted(reference.keys())}."
+      )
     if isinstance(reference[key], ml_collections.ConfigDict):
       _check_keys(config[key], reference[key], f"{prefix}{key}.")
 
@@ -89,36 +112,52 @@ def validate(config: ml_collections.ConfigDict) -> None:
   section = config.detection
   _check_keys(section, default_detection_config(), "detection.")
   if section.on_bad_annotation not in datasets.ON_BAD_ANNOTATION:
-    raise ValueError(f"config.detection.on_bad_annotation={section.on_bad_annotation!r}: "
-                     f"expected one of {datasets.ON_BAD_ANNOTATION}")
+    raise ValueError(
+        f"config.detection.on_bad_annotation={section.on_bad_annotation!r}: "
+        f"expected one of {datasets.ON_BAD_ANNOTATION}"
+    )
   proposals.ProposalSettings.from_config(section.proposals)  # raises on bad values
   regions = section.regions
-  from detection import warp  # pylint: disable=g-import-not-at-top
+  from detection import warp
+
   warp.context_scale(config.data.image_size, regions.context_padding)
   low, high = regions.bg_iou_range
   if not 0.0 <= low < high <= regions.fg_iou <= 1.0:
-    raise ValueError(f"config.detection.regions: need 0 <= bg_iou_range[0] < bg_iou_range[1] <= "
-                     f"fg_iou <= 1, got bg_iou_range={regions.bg_iou_range}, fg_iou={regions.fg_iou}")
+    raise ValueError(
+        f"config.detection.regions: need 0 <= bg_iou_range[0] < bg_iou_range[1] <= "
+        f"fg_iou <= 1, got bg_iou_range={regions.bg_iou_range}, fg_iou={regions.fg_iou}"
+    )
   if not 0.0 <= regions.fg_fraction <= 1.0 or regions.regions_per_image < 1:
     raise ValueError("config.detection.regions: fg_fraction in [0, 1], regions_per_image >= 1")
   for name in ("batch_size", "eval_batch_size"):
     if config[name] % regions.regions_per_image:
-      raise ValueError(f"config.{name}={config[name]} must be a multiple of "
-                       f"config.detection.regions.regions_per_image={regions.regions_per_image}, "
-                       "so that every batch holds whole images' region samples (and the "
-                       "foreground fraction holds per batch).")
+      raise ValueError(
+          f"config.{name}={config[name]} must be a multiple of "
+          f"config.detection.regions.regions_per_image={regions.regions_per_image}, "
+          "so that every batch holds whole images' region samples (and the "
+          "foreground fraction holds per batch)."
+      )
   if config.data.cache:
-    raise ValueError("config.data.cache must be False for region training: it would freeze "
-                     "one draw of regions (the region source caches decoded images itself).")
+    raise ValueError(
+        "config.data.cache must be False for region training: it would freeze "
+        "one draw of regions (the region source caches decoded images itself)."
+    )
   if section.num_models < 0 or (section.num_models == 0 and not section.extra_model_dirs):
     raise ValueError("config.detection.num_models must be >= 1 (or give extra_model_dirs).")
-  if section.nms_iou < 0 or section.max_detections_per_image < 1 or section.inference_batch_size < 1:
-    raise ValueError("config.detection: nms_iou >= 0, max_detections_per_image >= 1, "
-                     "inference_batch_size >= 1")
+  if (
+      section.nms_iou < 0
+      or section.max_detections_per_image < 1
+      or section.inference_batch_size < 1
+  ):
+    raise ValueError(
+        "config.detection: nms_iou >= 0, max_detections_per_image >= 1, "
+        "inference_batch_size >= 1"
+    )
 
 
-def training_config(config: ml_collections.ConfigDict, region_dir: str,
-                    model_index: int) -> ml_collections.ConfigDict:
+def training_config(
+    config: ml_collections.ConfigDict, region_dir: str, model_index: int
+) -> ml_collections.ConfigDict:
   """The plain training config of region classifier `model_index` (seed offset by it)."""
   train_config = ml_collections.ConfigDict(config.to_dict())
   del train_config["detection"]

@@ -13,15 +13,16 @@ unknown class name, or an unreadable annotation file is an error naming the file
 (on_bad_annotation='raise'), or is skipped and counted with its name (on_bad_annotation='skip').
 `DetectionSplit.report` carries the counts; `log_report` prints them.
 """
+
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 import dataclasses
 import io
-from typing import Sequence
 
-import numpy as np
 from absl import logging
+import numpy as np
 
 from detection import metrics
 from runtime.registry import Registry
@@ -49,33 +50,47 @@ class Annotation:
 @dataclasses.dataclass
 class AnnotationReport:
   """What loading a split changed: clipped boxes and skipped objects/images, with names."""
+
   clipped_boxes: int = 0
   skipped: list[str] = dataclasses.field(default_factory=list)
 
   def to_dict(self) -> dict:
-    return {"clipped_boxes": self.clipped_boxes, "skipped": len(self.skipped),
-            "skipped_examples": self.skipped[:20]}
+    return {
+        "clipped_boxes": self.clipped_boxes,
+        "skipped": len(self.skipped),
+        "skipped_examples": self.skipped[:20],
+    }
 
 
 def log_report(name: str, report: AnnotationReport) -> None:
   if report.clipped_boxes:
-    logging.warning("%s: %d boxes reached outside their image and were clipped to it.", name,
-                    report.clipped_boxes)
+    logging.warning(
+        "%s: %d boxes reached outside their image and were clipped to it.",
+        name,
+        report.clipped_boxes,
+    )
   if report.skipped:
-    logging.warning("%s: skipped %d malformed annotations (on_bad_annotation='skip'), e.g. %s",
-                    name, len(report.skipped), "; ".join(report.skipped[:5]))
+    logging.warning(
+        "%s: skipped %d malformed annotations (on_bad_annotation='skip'), e.g. %s",
+        name,
+        len(report.skipped),
+        "; ".join(report.skipped[:5]),
+    )
 
 
 def bad_annotation(message: str, on_bad: str, report: AnnotationReport) -> None:
   """Raises AnnotationError, or records the problem as skipped."""
   if on_bad == "raise":
-    raise AnnotationError(message + " (set config.detection.on_bad_annotation='skip' to skip "
-                          "such annotations; they are counted and logged)")
+    raise AnnotationError(
+        message + " (set config.detection.on_bad_annotation='skip' to skip "
+        "such annotations; they are counted and logged)"
+    )
   report.skipped.append(message)
 
 
-def sanitize_boxes(boxes: np.ndarray, height: int, width: int, where: str, on_bad: str,
-                   report: AnnotationReport) -> np.ndarray:
+def sanitize_boxes(
+    boxes: np.ndarray, height: int, width: int, where: str, on_bad: str, report: AnnotationReport
+) -> np.ndarray:
   """Indices of the usable boxes after clipping `boxes` (changed in place) to the image."""
   keep = []
   for index, box in enumerate(boxes):
@@ -84,14 +99,28 @@ def sanitize_boxes(boxes: np.ndarray, height: int, width: int, where: str, on_ba
       bad_annotation(f"{where}: object {index} has a non-finite box {box.tolist()}", on_bad, report)
       continue
     if x2 <= x1 or y2 <= y1:
-      bad_annotation(f"{where}: object {index} has an empty or inverted box {box.tolist()} "
-                     "(x1, y1, x2, y2)", on_bad, report)
+      bad_annotation(
+          f"{where}: object {index} has an empty or inverted box {box.tolist()} "
+          "(x1, y1, x2, y2)",
+          on_bad,
+          report,
+      )
       continue
-    clipped = np.array([min(max(x1, 0), width), min(max(y1, 0), height),
-                        min(max(x2, 0), width), min(max(y2, 0), height)], boxes.dtype)
+    clipped = np.array(
+        [
+            min(max(x1, 0), width),
+            min(max(y1, 0), height),
+            min(max(x2, 0), width),
+            min(max(y2, 0), height),
+        ],
+        boxes.dtype,
+    )
     if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
-      bad_annotation(f"{where}: object {index} box {box.tolist()} lies outside the "
-                     f"{width}x{height} image", on_bad, report)
+      bad_annotation(
+          f"{where}: object {index} box {box.tolist()} lies outside the " f"{width}x{height} image",
+          on_bad,
+          report,
+      )
       continue
     if not np.array_equal(clipped, box):
       report.clipped_boxes += 1
@@ -102,6 +131,7 @@ def sanitize_boxes(boxes: np.ndarray, height: int, width: int, where: str, on_ba
 
 class DetectionSplit(abc.ABC):
   """One split: `annotations[i]` describes image i; pixels are read on demand."""
+
   class_names: tuple[str, ...]
   annotations: list[Annotation]
   report: AnnotationReport
@@ -122,16 +152,20 @@ class DetectionSplit(abc.ABC):
 
 
 def decode_image_bytes(data: bytes, where: str) -> np.ndarray:
-  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from PIL import Image
+
   try:
     with Image.open(io.BytesIO(data)) as image:
       return np.asarray(image.convert("RGB"))
-  except Exception as error:  # pylint: disable=broad-except
-    raise ValueError(f"{where}: cannot decode the image ({type(error).__name__}: {error})") from error
+  except Exception as error:
+    raise ValueError(
+        f"{where}: cannot decode the image ({type(error).__name__}: {error})"
+    ) from error
 
 
 def encode_png(image: np.ndarray) -> bytes:
-  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from PIL import Image
+
   buffer = io.BytesIO()
   Image.fromarray(np.asarray(image, np.uint8)).save(buffer, format="PNG", compress_level=1)
   return buffer.getvalue()
@@ -145,14 +179,18 @@ class TfdsSplit(DetectionSplit):
   """
 
   def __init__(self, name: str, split: str, data_dir, on_bad: str, max_images: int = -1):
-    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    import tensorflow_datasets as tfds
+
     builder = tfds.builder(name, data_dir=data_dir)
     features = builder.info.features
     objects = features["objects"] if "objects" in features else None
-    if not ("image" in features and objects is not None and "bbox" in objects
-            and "label" in objects):
-      raise ValueError(f"detection dataset 'tfds:{name}' needs an 'image' feature and "
-                       f"'objects' with 'bbox' and 'label'; it has {features}")
+    if not (
+        "image" in features and objects is not None and "bbox" in objects and "label" in objects
+    ):
+      raise ValueError(
+          f"detection dataset 'tfds:{name}' needs an 'image' feature and "
+          f"'objects' with 'bbox' and 'label'; it has {features}"
+      )
     self.class_names = tuple(objects["label"].names)
     if not builder.is_prepared():
       builder.download_and_prepare()
@@ -165,8 +203,14 @@ class TfdsSplit(DetectionSplit):
       where = f"tfds:{name} split {split!r} example {index}"
       if "image/filename" in example:
         where += f" ({example['image/filename'].decode()})"
-      annotation = tfds_annotation(example, where, on_bad, self.report,
-                                   image_id=f"{split}/{index}", num_classes=len(self.class_names))
+      annotation = tfds_annotation(
+          example,
+          where,
+          on_bad,
+          self.report,
+          image_id=f"{split}/{index}",
+          num_classes=len(self.class_names),
+      )
       if annotation is not None:
         self.annotations.append(annotation)
         self._encoded.append(encode_png(example["image"]))
@@ -178,8 +222,15 @@ class TfdsSplit(DetectionSplit):
     return self._encoded[index]
 
 
-def tfds_annotation(example: dict, where: str, on_bad: str, report: AnnotationReport, *,
-                    image_id: str, num_classes: int) -> Annotation | None:
+def tfds_annotation(
+    example: dict,
+    where: str,
+    on_bad: str,
+    report: AnnotationReport,
+    *,
+    image_id: str,
+    num_classes: int,
+) -> Annotation | None:
   """One TFDS example (numpy, decoded image) -> Annotation, or None when skipped.
 
   TFDS detection boxes are [ymin, xmin, ymax, xmax] normalised by the image size (VOC's are
@@ -192,18 +243,31 @@ def tfds_annotation(example: dict, where: str, on_bad: str, report: AnnotationRe
   labels = np.asarray(objects["label"], np.int64).reshape(-1)
   difficult = np.asarray(objects.get("is_difficult", np.zeros(len(labels), bool)), bool).reshape(-1)
   if not len(bbox) == len(labels) == len(difficult):
-    bad_annotation(f"{where}: objects have {len(bbox)} boxes, {len(labels)} labels and "
-                   f"{len(difficult)} difficult flags", on_bad, report)
+    bad_annotation(
+        f"{where}: objects have {len(bbox)} boxes, {len(labels)} labels and "
+        f"{len(difficult)} difficult flags",
+        on_bad,
+        report,
+    )
     return None
   boxes = bbox[:, [1, 0, 3, 2]] * np.array([width, height, width, height], np.float64)
   keep = sanitize_boxes(boxes, height, width, where, on_bad, report)
   in_range = (labels[keep] >= 0) & (labels[keep] < num_classes)
   for index in keep[~in_range]:
-    bad_annotation(f"{where}: object {index} has label {labels[index]} outside "
-                   f"[0, {num_classes})", on_bad, report)
+    bad_annotation(
+        f"{where}: object {index} has label {labels[index]} outside " f"[0, {num_classes})",
+        on_bad,
+        report,
+    )
   keep = keep[in_range]
-  return Annotation(image_id, int(height), int(width), boxes[keep].astype(np.float32),
-                    labels[keep], difficult[keep])
+  return Annotation(
+      image_id,
+      int(height),
+      int(width),
+      boxes[keep].astype(np.float32),
+      labels[keep],
+      difficult[keep],
+  )
 
 
 def tfds_from_config(name: str, config, split: str, max_images: int) -> TfdsSplit:
@@ -213,12 +277,15 @@ def tfds_from_config(name: str, config, split: str, max_images: int) -> TfdsSpli
 
 # kind -> factory(argument, detection section, split, max_images) -> DetectionSplit. Built-ins
 # are named by strings (imported on first use): this module never imports its implementations.
-DATASETS: Registry = Registry("config.detection.dataset kind",
-                              "detection.datasets.register_dataset", {
-    "synthetic": "detection.synthetic:from_config",
-    "tfds": "detection.datasets:tfds_from_config",
-    "voc": "detection.voc:from_config",
-})
+DATASETS: Registry = Registry(
+    "config.detection.dataset kind",
+    "detection.datasets.register_dataset",
+    {
+        "synthetic": "detection.synthetic:from_config",
+        "tfds": "detection.datasets:tfds_from_config",
+        "voc": "detection.voc:from_config",
+    },
+)
 _TAKES_ARGUMENT = {"synthetic": False, "tfds": True, "voc": True}
 
 
@@ -234,13 +301,18 @@ def load_split(config, split: str, max_images: int = -1) -> DetectionSplit:
   """The split named `split` of the dataset `config.dataset` (a `detection` config section)."""
   kind, _, argument = config.dataset.partition(":")
   if config.on_bad_annotation not in ON_BAD_ANNOTATION:
-    raise ValueError(f"config.detection.on_bad_annotation={config.on_bad_annotation!r}: "
-                     f"expected one of {ON_BAD_ANNOTATION}")
+    raise ValueError(
+        f"config.detection.on_bad_annotation={config.on_bad_annotation!r}: "
+        f"expected one of {ON_BAD_ANNOTATION}"
+    )
   if kind not in DATASETS or bool(argument) != _TAKES_ARGUMENT[kind]:
-    forms = ", ".join(repr(f"{name}:<...>" if _TAKES_ARGUMENT[name] else name)
-                      for name in DATASETS.names())
-    raise ValueError(f"config.detection.dataset={config.dataset!r}: expected one of {forms} "
-                     "(e.g. 'tfds:voc/2007', 'voc:<VOCdevkit/VOC2007>')")
+    forms = ", ".join(
+        repr(f"{name}:<...>" if _TAKES_ARGUMENT[name] else name) for name in DATASETS.names()
+    )
+    raise ValueError(
+        f"config.detection.dataset={config.dataset!r}: expected one of {forms} "
+        "(e.g. 'tfds:voc/2007', 'voc:<VOCdevkit/VOC2007>')"
+    )
   return DATASETS.get(kind)(argument, config, split, max_images)
 
 

@@ -20,10 +20,11 @@ The rules (docs/paper_notes.md, "Detection metrics") differ where it matters:
 Both give NaN for a class without (non-difficult) ground truth, and mAP averages the classes
 that have some. A class with ground truth but no detection has AP 0.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 import dataclasses
-from typing import Sequence
 
 import numpy as np
 
@@ -35,6 +36,7 @@ COCO_RECALL_THRESHOLDS = np.linspace(0.0, 1.0, 101)
 @dataclasses.dataclass(frozen=True)
 class GroundTruth:
   """One image's annotation: boxes [N, 4] (continuous), 0-based labels [N], difficult [N]."""
+
   boxes: np.ndarray
   labels: np.ndarray
   difficult: np.ndarray
@@ -43,16 +45,22 @@ class GroundTruth:
   def create(cls, boxes, labels, difficult=None) -> GroundTruth:
     boxes = box_ops.as_boxes(boxes)
     labels = np.asarray(labels, np.int64).reshape(-1)
-    difficult = (np.zeros(len(labels), bool) if difficult is None
-                 else np.asarray(difficult, bool).reshape(-1))
+    difficult = (
+        np.zeros(len(labels), bool)
+        if difficult is None
+        else np.asarray(difficult, bool).reshape(-1)
+    )
     if not len(boxes) == len(labels) == len(difficult):
-      raise ValueError(f"{len(boxes)} boxes, {len(labels)} labels, {len(difficult)} difficult flags")
+      raise ValueError(
+          f"{len(boxes)} boxes, {len(labels)} labels, {len(difficult)} difficult flags"
+      )
     return cls(boxes, labels, difficult)
 
 
 @dataclasses.dataclass(frozen=True)
 class Detections:
   """All detections of a split: image_index [D], 0-based labels [D], scores [D], boxes [D, 4]."""
+
   image_index: np.ndarray
   labels: np.ndarray
   scores: np.ndarray
@@ -74,7 +82,9 @@ class Detections:
 
   def of_class(self, label: int) -> Detections:
     keep = self.labels == label
-    return Detections(self.image_index[keep], self.labels[keep], self.scores[keep], self.boxes[keep])
+    return Detections(
+        self.image_index[keep], self.labels[keep], self.scores[keep], self.boxes[keep]
+    )
 
 
 def voc_ap(recall, precision, use_07_metric: bool) -> float:
@@ -107,9 +117,13 @@ def coco_ap(recall, precision) -> float:
   return float(np.mean(sampled))
 
 
-def voc_precision_recall(detections: Detections, ground_truths: Sequence[GroundTruth], label: int,
-                         iou_threshold: float = 0.5, pixel_inclusive: bool = True
-                         ) -> tuple[np.ndarray, np.ndarray, int]:
+def voc_precision_recall(
+    detections: Detections,
+    ground_truths: Sequence[GroundTruth],
+    label: int,
+    iou_threshold: float = 0.5,
+    pixel_inclusive: bool = True,
+) -> tuple[np.ndarray, np.ndarray, int]:
   """(recall, precision, number of non-difficult boxes) of one class under the VOC rules.
 
   Box coordinates are taken in the convention `pixel_inclusive` names: True for VOC's 1-based
@@ -129,12 +143,13 @@ def voc_precision_recall(detections: Detections, ground_truths: Sequence[GroundT
     image = int(dets.image_index[d])
     candidates = gt_boxes.get(image)
     if candidates is None:
-      raise ValueError(f"detection on image {image}, but only {len(ground_truths)} images have "
-                       "ground truth")
+      raise ValueError(
+          f"detection on image {image}, but only {len(ground_truths)} images have " "ground truth"
+      )
     if len(candidates) == 0:
       outcome.append(0)
       continue
-    overlaps = box_ops.iou_matrix(dets.boxes[d:d + 1], candidates, pixel_inclusive)[0]
+    overlaps = box_ops.iou_matrix(dets.boxes[d : d + 1], candidates, pixel_inclusive)[0]
     best = int(np.argmax(overlaps))  # first maximum, like the devkit's strict `ov > ovmax`
     if overlaps[best] >= iou_threshold:
       if gt_difficult[image][best]:
@@ -149,13 +164,19 @@ def voc_precision_recall(detections: Detections, ground_truths: Sequence[GroundT
   true_positives = np.cumsum(np.asarray(outcome, np.float64))
   false_positives = np.cumsum(1.0 - np.asarray(outcome, np.float64))
   recall = true_positives / num_positive if num_positive else np.full_like(true_positives, np.nan)
-  precision = true_positives / np.maximum(true_positives + false_positives, np.finfo(np.float64).eps)
+  precision = true_positives / np.maximum(
+      true_positives + false_positives, np.finfo(np.float64).eps
+  )
   return recall, precision, num_positive
 
 
-def coco_precision_recall(detections: Detections, ground_truths: Sequence[GroundTruth],
-                          label: int, iou_threshold: float = 0.5, max_dets: int = 100
-                          ) -> tuple[np.ndarray, np.ndarray, int]:
+def coco_precision_recall(
+    detections: Detections,
+    ground_truths: Sequence[GroundTruth],
+    label: int,
+    iou_threshold: float = 0.5,
+    max_dets: int = 100,
+) -> tuple[np.ndarray, np.ndarray, int]:
   """(recall, precision, number of non-ignored boxes) of one class under COCOeval's rules."""
   dets = detections.of_class(label)
   threshold = min(iou_threshold, 1 - 1e-10)
@@ -190,8 +211,9 @@ def coco_precision_recall(detections: Detections, ground_truths: Sequence[Ground
         taken[match] = True
   stray = np.setdiff1d(dets.image_index, np.arange(len(ground_truths)))
   if stray.size:
-    raise ValueError(f"detection on image {stray[0]}, but only {len(ground_truths)} images have "
-                     "ground truth")
+    raise ValueError(
+        f"detection on image {stray[0]}, but only {len(ground_truths)} images have " "ground truth"
+    )
   order = np.argsort(-np.asarray(scores, np.float64), kind="mergesort")
   matched, ignored = np.asarray(matched, bool)[order], np.asarray(ignored, bool)[order]
   true_positives = np.cumsum(matched & ~ignored).astype(np.float64)
@@ -223,10 +245,15 @@ class DetectionMetrics:
   def to_dict(self) -> dict:
     def clean(value):
       return None if isinstance(value, float) and np.isnan(value) else value
-    return {"mAP_voc07": clean(self.map_voc07), "mAP_voc10": clean(self.map_voc10),
-            "mAP_coco_ap50": clean(self.map_coco_ap50),
-            "per_class": [{k: clean(v) for k, v in dataclasses.asdict(c).items()}
-                          for c in self.per_class]}
+
+    return {
+        "mAP_voc07": clean(self.map_voc07),
+        "mAP_voc10": clean(self.map_voc10),
+        "mAP_coco_ap50": clean(self.map_coco_ap50),
+        "per_class": [
+            {k: clean(v) for k, v in dataclasses.asdict(c).items()} for c in self.per_class
+        ],
+    }
 
 
 def _mean_over_classes_with_gt(values: list[float]) -> float:
@@ -234,21 +261,36 @@ def _mean_over_classes_with_gt(values: list[float]) -> float:
   return float(np.mean(present)) if present else float("nan")
 
 
-def voc_curves(detections: Detections, ground_truths: Sequence[GroundTruth], num_classes: int,
-               iou_threshold: float = 0.5) -> list[tuple[np.ndarray, np.ndarray, int]]:
+def voc_curves(
+    detections: Detections,
+    ground_truths: Sequence[GroundTruth],
+    num_classes: int,
+    iou_threshold: float = 0.5,
+) -> list[tuple[np.ndarray, np.ndarray, int]]:
   """Every class's VOC (recall, precision, number of non-difficult boxes) from continuous boxes:
   the curves whose VOC07 and VOC10+ APs `evaluate_detections` reports (and the report plots)."""
-  voc_dets = Detections(detections.image_index, detections.labels, detections.scores,
-                        box_ops.continuous_to_voc(detections.boxes))
-  voc_gts = [GroundTruth(box_ops.continuous_to_voc(g.boxes), g.labels, g.difficult)
-             for g in ground_truths]
-  return [voc_precision_recall(voc_dets, voc_gts, label, iou_threshold, pixel_inclusive=True)
-          for label in range(num_classes)]
+  voc_dets = Detections(
+      detections.image_index,
+      detections.labels,
+      detections.scores,
+      box_ops.continuous_to_voc(detections.boxes),
+  )
+  voc_gts = [
+      GroundTruth(box_ops.continuous_to_voc(g.boxes), g.labels, g.difficult) for g in ground_truths
+  ]
+  return [
+      voc_precision_recall(voc_dets, voc_gts, label, iou_threshold, pixel_inclusive=True)
+      for label in range(num_classes)
+  ]
 
 
-def evaluate_detections(detections: Detections, ground_truths: Sequence[GroundTruth],
-                        class_names: Sequence[str], iou_threshold: float = 0.5,
-                        coco_max_dets: int = 100) -> DetectionMetrics:
+def evaluate_detections(
+    detections: Detections,
+    ground_truths: Sequence[GroundTruth],
+    class_names: Sequence[str],
+    iou_threshold: float = 0.5,
+    coco_max_dets: int = 100,
+) -> DetectionMetrics:
   """Per-class VOC07 / VOC10+ / COCO AP50 and their mAPs; boxes in continuous coordinates.
 
   VOC is computed on boxes converted to its 1-based inclusive convention with the devkit's +1
@@ -262,21 +304,27 @@ def evaluate_detections(detections: Detections, ground_truths: Sequence[GroundTr
       voc07, voc10 = voc_ap(recall, precision, True), voc_ap(recall, precision, False)
     else:
       voc07 = voc10 = float("nan")
-    recall, precision, num_gt_coco = coco_precision_recall(detections, ground_truths, label,
-                                                           iou_threshold, coco_max_dets)
+    recall, precision, num_gt_coco = coco_precision_recall(
+        detections, ground_truths, label, iou_threshold, coco_max_dets
+    )
     ap50 = coco_ap(recall, precision) if num_gt_coco else float("nan")
-    per_class.append(ClassAP(name, num_gt, int((detections.labels == label).sum()),
-                             voc07, voc10, ap50))
+    per_class.append(
+        ClassAP(name, num_gt, int((detections.labels == label).sum()), voc07, voc10, ap50)
+    )
   return DetectionMetrics(
       tuple(per_class),
       _mean_over_classes_with_gt([c.voc07 for c in per_class]),
       _mean_over_classes_with_gt([c.voc10 for c in per_class]),
-      _mean_over_classes_with_gt([c.coco_ap50 for c in per_class]))
+      _mean_over_classes_with_gt([c.coco_ap50 for c in per_class]),
+  )
 
 
-def proposal_recall(proposals: Sequence[np.ndarray], ground_truths: Sequence[GroundTruth],
-                    iou_threshold: float = 0.5, include_difficult: bool = False
-                    ) -> tuple[float, int]:
+def proposal_recall(
+    proposals: Sequence[np.ndarray],
+    ground_truths: Sequence[GroundTruth],
+    iou_threshold: float = 0.5,
+    include_difficult: bool = False,
+) -> tuple[float, int]:
   """(share of ground-truth boxes with a proposal of IoU >= threshold, number of boxes)."""
   covered = total = 0
   for boxes, gt in zip(proposals, ground_truths, strict=True):

@@ -7,14 +7,15 @@ Region records and the report are written by process 0 alone into the workdir; t
 must be visible to every process (a shared filesystem, as orbax's multi-process checkpoints
 already require), and the other processes wait at a barrier before they read the records.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 import math
-from typing import Callable, Sequence
 
 import jax
-import numpy as np
 from jax.experimental import multihost_utils
+import numpy as np
 
 from input_pipeline import sharding
 
@@ -37,8 +38,9 @@ def local_indices(num_items: int) -> range:
   return sharding.process_indices(num_items, jax.process_index(), jax.process_count())
 
 
-def compute_and_share(num_items: int, compute: Callable[[int], np.ndarray], columns: int,
-                      dtype=np.float32) -> list[np.ndarray]:
+def compute_and_share(
+    num_items: int, compute: Callable[[int], np.ndarray], columns: int, dtype=np.float32
+) -> list[np.ndarray]:
   """[compute(i) for i in range(num_items)], each item computed by one process only.
 
   compute(i) returns an array [rows_i, columns] (rows may differ between items); every process
@@ -63,13 +65,13 @@ def compute_and_share(num_items: int, compute: Callable[[int], np.ndarray], colu
     for slot in range(first, first + size):
       item = index + slot * count
       if item < num_items:
-        padded[slot - first, :own_lengths[slot]] = mine[item].reshape(-1, columns)
+        padded[slot - first, : own_lengths[slot]] = mine[item].reshape(-1, columns)
     gathered = np.asarray(multihost_utils.process_allgather(padded))  # [P, size, longest, c]
     for process in range(count):
       for slot in range(first, first + size):
         item = process + slot * count
         if item < num_items:
-          items[item] = gathered[process, slot - first, :lengths[process, slot]].copy()
+          items[item] = gathered[process, slot - first, : lengths[process, slot]].copy()
   return items
 
 

@@ -23,6 +23,7 @@ Cache: one .npy per (image content, settings), named by SHA-256 of the pixels an
 settings (plus the OpenCV version), so runs with other workdirs reuse them and a changed
 setting never reads a stale file.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -33,8 +34,8 @@ import os
 import threading
 from typing import Any
 
-import numpy as np
 from absl import logging
+import numpy as np
 
 from detection import boxes as box_ops
 
@@ -63,7 +64,8 @@ class ProposalSettings:
     return max(1, int(round(OPENCV_DEFAULT_K * self.superpixel_scale)))
 
   def cache_key(self) -> str:
-    import cv2  # pylint: disable=g-import-not-at-top
+    import cv2
+
     fields = dict(dataclasses.asdict(self), opencv=cv2.__version__, version=_ALGORITHM_VERSION)
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -84,11 +86,14 @@ _SRAND = _find_srand()
 
 def _opencv_selective_search(bgr: np.ndarray, settings: ProposalSettings) -> np.ndarray:
   """int [P, 4] rectangles (x, y, w, h) in OpenCV's rank order."""
-  import cv2  # pylint: disable=g-import-not-at-top
+  import cv2
+
   if not hasattr(cv2, "ximgproc"):
-    raise ImportError("cv2.ximgproc is missing: selective search needs the OpenCV contrib "
-                      "modules. `pip uninstall opencv-python opencv-python-headless; "
-                      "pip install opencv-contrib-python-headless`.")
+    raise ImportError(
+        "cv2.ximgproc is missing: selective search needs the OpenCV contrib "
+        "modules. `pip uninstall opencv-python opencv-python-headless; "
+        "pip install opencv-contrib-python-headless`."
+    )
   search = cv2.ximgproc.segmentation.createSelectiveSearchSegmentation()
   search.setBaseImage(bgr)
   search.switchToSelectiveSearchFast(settings.k, settings.k, settings.sigma)
@@ -100,14 +105,17 @@ def _opencv_selective_search(bgr: np.ndarray, settings: ProposalSettings) -> np.
 
 
 def _hash_order(boxes: np.ndarray, seed: int) -> np.ndarray:
-  keys = [hashlib.sha256(np.asarray([seed], np.int64).tobytes() + row.tobytes()).digest()
-          for row in np.round(boxes * 100).astype(np.int64)]
+  keys = [
+      hashlib.sha256(np.asarray([seed], np.int64).tobytes() + row.tobytes()).digest()
+      for row in np.round(boxes * 100).astype(np.int64)
+  ]
   return np.asarray(sorted(range(len(keys)), key=keys.__getitem__), np.int64)
 
 
 def selective_search(image: np.ndarray, settings: ProposalSettings) -> tuple[np.ndarray, dict]:
   """uint8 RGB [H, W, 3] -> (float32 [P, 4] continuous boxes, counts at each filtering step)."""
-  import cv2  # pylint: disable=g-import-not-at-top
+  import cv2
+
   image = np.asarray(image)
   if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
     raise ValueError(f"selective search needs uint8 [H, W, 3] RGB, got {image.dtype} {image.shape}")
@@ -124,8 +132,12 @@ def selective_search(image: np.ndarray, settings: ProposalSettings) -> tuple[np.
     boxes[:, [1, 3]] *= height / image.shape[0]
   boxes = box_ops.clip_to_image(boxes, height, width)
   if _SRAND is None:
-    logging.log_first_n(logging.WARNING, "libc srand not reachable: selective-search proposals "
-                        "are put in a seeded hash order instead of OpenCV's ranking.", 1)
+    logging.log_first_n(
+        logging.WARNING,
+        "libc srand not reachable: selective-search proposals "
+        "are put in a seeded hash order instead of OpenCV's ranking.",
+        1,
+    )
     boxes = boxes[_hash_order(boxes, settings.seed)]
   counts = {"raw": len(boxes)}
   sides = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
@@ -134,7 +146,7 @@ def selective_search(image: np.ndarray, settings: ProposalSettings) -> tuple[np.
   _, first = np.unique(np.round(boxes * 100).astype(np.int64), axis=0, return_index=True)
   boxes = boxes[np.sort(first)]
   counts["after_dedup"] = len(boxes)
-  boxes = boxes[:settings.max_proposals]
+  boxes = boxes[: settings.max_proposals]
   counts["kept"] = len(boxes)
   return boxes.astype(np.float32), counts
 

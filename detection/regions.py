@@ -19,6 +19,7 @@ short of foreground repeats its foreground boxes (a new permutation is used firs
 with none fills with background (counted as images_without_foreground). An "epoch" is every
 training image once; S = data.image_size, fill from data.normalization.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,9 +33,7 @@ import tensorflow as tf
 
 from detection import boxes as box_ops
 from detection import warp
-from input_pipeline import decode
-from input_pipeline import sharding
-from input_pipeline import sources
+from input_pipeline import decode, sharding, sources
 
 MANIFEST = "manifest.json"
 # Decoded images of a split are cached in memory when they take less than this.
@@ -62,8 +61,9 @@ class RegionSettings:
     return int(round(self.fg_fraction * self.regions_per_image))
 
 
-def label_candidates(candidates: np.ndarray, gt_boxes: np.ndarray, gt_labels: np.ndarray,
-                     settings: RegionSettings) -> np.ndarray:
+def label_candidates(
+    candidates: np.ndarray, gt_boxes: np.ndarray, gt_labels: np.ndarray, settings: RegionSettings
+) -> np.ndarray:
   """int64 [N]: class + 1 (foreground), 0 (background) or -1 (unused) per candidate box."""
   labels = np.full(len(candidates), -1, np.int64)
   if not len(gt_boxes):
@@ -89,11 +89,19 @@ def _example(encoded: bytes, boxes: np.ndarray, labels: np.ndarray) -> bytes:
   return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
-def prepare_region_split(split, proposals: list[np.ndarray], path: str,
-                         settings: RegionSettings) -> dict:
+def prepare_region_split(
+    split, proposals: list[np.ndarray], path: str, settings: RegionSettings
+) -> dict:
   """Writes one TFRecord of labelled candidates per image of `split`; returns its statistics."""
-  stats = dict(num_images=0, skipped_images_without_regions=0, images_without_foreground=0,
-               foreground=0, background=0, unused=0, decoded_bytes=0)
+  stats = dict(
+      num_images=0,
+      skipped_images_without_regions=0,
+      images_without_foreground=0,
+      foreground=0,
+      background=0,
+      unused=0,
+      decoded_bytes=0,
+  )
   os.makedirs(os.path.dirname(path), exist_ok=True)
   with tf.io.TFRecordWriter(path + ".tmp") as writer:
     for index, annotation in enumerate(split.annotations):
@@ -116,19 +124,24 @@ def prepare_region_split(split, proposals: list[np.ndarray], path: str,
   return stats
 
 
-def write_manifest(directory: str, *, class_names, settings: RegionSettings,
-                   split_stats: dict[str, dict]) -> None:
-  manifest = {"class_names": ["__background__", *class_names],
-              "num_classes": len(class_names) + 1,
-              "settings": dataclasses.asdict(settings),
-              "splits": {name: {"file": f"{name}.tfrecord", **stats}
-                         for name, stats in split_stats.items()}}
+def write_manifest(
+    directory: str, *, class_names, settings: RegionSettings, split_stats: dict[str, dict]
+) -> None:
+  manifest = {
+      "class_names": ["__background__", *class_names],
+      "num_classes": len(class_names) + 1,
+      "settings": dataclasses.asdict(settings),
+      "splits": {
+          name: {"file": f"{name}.tfrecord", **stats} for name, stats in split_stats.items()
+      },
+  }
   with open(os.path.join(directory, MANIFEST), "w") as f:
     json.dump(manifest, f, indent=2)
 
 
-def sample_region_indices(labels: tf.Tensor, seed: tf.Tensor, num_regions: int,
-                          num_foreground: int) -> tf.Tensor:
+def sample_region_indices(
+    labels: tf.Tensor, seed: tf.Tensor, num_regions: int, num_foreground: int
+) -> tf.Tensor:
   """int64 [num_regions]: num_foreground foreground candidates first, then background ones.
 
   Each group is a stateless permutation of its candidates, cycled when it has fewer than
@@ -141,22 +154,31 @@ def sample_region_indices(labels: tf.Tensor, seed: tf.Tensor, num_regions: int,
   background = tf.random.experimental.stateless_shuffle(background, bg_seed)
   num_fg, num_bg = tf.size(foreground), tf.size(background)
   want_fg = tf.where(num_fg == 0, 0, tf.where(num_bg == 0, num_regions, num_foreground))
-  picks = tf.concat([
-      tf.gather(foreground, tf.range(want_fg) % tf.maximum(num_fg, 1)),
-      tf.gather(background, tf.range(num_regions - want_fg) % tf.maximum(num_bg, 1))], axis=0)
+  picks = tf.concat(
+      [
+          tf.gather(foreground, tf.range(want_fg) % tf.maximum(num_fg, 1)),
+          tf.gather(background, tf.range(num_regions - want_fg) % tf.maximum(num_bg, 1)),
+      ],
+      axis=0,
+  )
   picks.set_shape([num_regions])
   return picks
 
 
 def parse_record(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
-  parsed = tf.io.parse_single_example(serialized, {
-      "image": tf.io.FixedLenFeature([], tf.string),
-      "boxes": tf.io.VarLenFeature(tf.float32),
-      "labels": tf.io.VarLenFeature(tf.int64),
-  })
-  return {"image": decode.decode_rgb(parsed["image"]),
-          "boxes": tf.reshape(tf.sparse.to_dense(parsed["boxes"]), [-1, 4]),
-          "labels": tf.sparse.to_dense(parsed["labels"])}
+  parsed = tf.io.parse_single_example(
+      serialized,
+      {
+          "image": tf.io.FixedLenFeature([], tf.string),
+          "boxes": tf.io.VarLenFeature(tf.float32),
+          "labels": tf.io.VarLenFeature(tf.int64),
+      },
+  )
+  return {
+      "image": decode.decode_rgb(parsed["image"]),
+      "boxes": tf.reshape(tf.sparse.to_dense(parsed["boxes"]), [-1, 4]),
+      "labels": tf.sparse.to_dense(parsed["labels"]),
+  }
 
 
 class RegionSource(sources.Source):
@@ -166,14 +188,20 @@ class RegionSource(sources.Source):
     self.directory = os.path.abspath(directory)
     manifest_path = os.path.join(self.directory, MANIFEST)
     if not os.path.exists(manifest_path):
-      raise FileNotFoundError(f"config.data.source='regions:{directory}': no {manifest_path}; "
-                              "region records are written by `python -m eval.detect`.")
+      raise FileNotFoundError(
+          f"config.data.source='regions:{directory}': no {manifest_path}; "
+          "region records are written by `python -m eval.detect`."
+      )
     if data_config.cache:
-      raise ValueError("config.data.cache=True would freeze one draw of regions; the regions "
-                       "source caches decoded images itself. Set --config.data.cache=false.")
+      raise ValueError(
+          "config.data.cache=True would freeze one draw of regions; the regions "
+          "source caches decoded images itself. Set --config.data.cache=false."
+      )
     with open(manifest_path) as f:
       self.manifest = json.load(f)
-    settings = dict(self.manifest["settings"], bg_iou_range=tuple(self.manifest["settings"]["bg_iou_range"]))
+    settings = dict(
+        self.manifest["settings"], bg_iou_range=tuple(self.manifest["settings"]["bg_iou_range"])
+    )
     self.settings = RegionSettings(**settings)
     self.crop_size = data_config.image_size
     warp.context_scale(self.crop_size, self.settings.context_padding)  # raises if too large
@@ -186,18 +214,26 @@ class RegionSource(sources.Source):
 
   def _split(self, split: str) -> dict:
     if split not in self.manifest["splits"]:
-      raise ValueError(f"regions:{self.directory} has splits {sorted(self.manifest['splits'])}, "
-                       f"got {split!r}")
+      raise ValueError(
+          f"regions:{self.directory} has splits {sorted(self.manifest['splits'])}, "
+          f"got {split!r}"
+      )
     return self.manifest["splits"][split]
 
   def num_examples(self, split: str) -> int:
     return self._split(split)["num_images"] * self.settings.regions_per_image
 
   def _regions_of(self, record: dict[str, tf.Tensor], seed: tf.Tensor) -> dict[str, tf.Tensor]:
-    picks = sample_region_indices(record["labels"], seed, self.settings.regions_per_image,
-                                  self.settings.num_foreground)
-    images = warp.warp_regions(record["image"], tf.gather(record["boxes"], picks),
-                               self.crop_size, self.settings.context_padding, self.fill)
+    picks = sample_region_indices(
+        record["labels"], seed, self.settings.regions_per_image, self.settings.num_foreground
+    )
+    images = warp.warp_regions(
+        record["image"],
+        tf.gather(record["boxes"], picks),
+        self.crop_size,
+        self.settings.context_padding,
+        self.fill,
+    )
     images.set_shape([self.settings.regions_per_image, self.crop_size, self.crop_size, 3])
     return {"image": images, "label": tf.cast(tf.gather(record["labels"], picks), tf.int32)}
 
@@ -206,35 +242,57 @@ class RegionSource(sources.Source):
     num_local = len(sharding.process_indices(info["num_images"], process_index, process_count))
     records = tf.data.TFRecordDataset(os.path.join(self.directory, info["file"]))
     records = records.shard(process_count, process_index).map(
-        parse_record, num_parallel_calls=tf.data.AUTOTUNE)
+        parse_record, num_parallel_calls=tf.data.AUTOTUNE
+    )
     if info["decoded_bytes"] <= _CACHE_LIMIT_BYTES:
       records = records.cache()  # built once: every epoch reads the same cache
     eval_seed = tf.constant([self.settings.seed, process_index], tf.int64)
     buffer = max(1, min(self.shuffle_buffer, num_local))
 
     def regions(stream, seed):
-      return stream.enumerate().map(
-          lambda position, record: self._regions_of(
-              record, tf.random.experimental.stateless_fold_in(seed, position)),
-          num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+      return (
+          stream.enumerate()
+          .map(
+              lambda position, record: self._regions_of(
+                  record, tf.random.experimental.stateless_fold_in(seed, position)
+              ),
+              num_parallel_calls=tf.data.AUTOTUNE,
+          )
+          .unbatch()
+      )
 
     def ordered():
       return regions(records, eval_seed)
 
     def shuffled(seed):
-      return regions(records.shuffle(buffer, seed=sources.scalar_seed(seed),
-                                     reshuffle_each_iteration=False), seed)
+      return regions(
+          records.shuffle(buffer, seed=sources.scalar_seed(seed), reshuffle_each_iteration=False),
+          seed,
+      )
 
-    return sources.Shard(num_examples=num_local * self.settings.regions_per_image,
-                         ordered=ordered, shuffled=shuffled)
+    return sources.Shard(
+        num_examples=num_local * self.settings.regions_per_image, ordered=ordered, shuffled=shuffled
+    )
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_source(directory: str, manifest_mtime: float, image_size: int, normalization: str,
-                   cache: bool, shuffle_buffer: int) -> RegionSource:
+def _cached_source(
+    directory: str,
+    manifest_mtime: float,
+    image_size: int,
+    normalization: str,
+    cache: bool,
+    shuffle_buffer: int,
+) -> RegionSource:
   del manifest_mtime  # part of the cache key only: rewritten records are read again
-  config = ml_collections.ConfigDict(dict(image_size=image_size, normalization=normalization,
-                                          cache=cache, shuffle_buffer=shuffle_buffer))
+  config = ml_collections.ConfigDict(
+      dict(
+          image_size=image_size,
+          normalization=normalization,
+          cache=cache,
+          shuffle_buffer=shuffle_buffer,
+      )
+  )
   return RegionSource(directory, config)
 
 
@@ -244,6 +302,11 @@ def from_config(argument: str, data_config: ml_collections.ConfigDict) -> Region
   directory = os.path.abspath(argument)
   manifest = os.path.join(directory, MANIFEST)
   mtime = os.path.getmtime(manifest) if os.path.exists(manifest) else -1.0
-  return _cached_source(directory, mtime, data_config.image_size, data_config.normalization,
-                        data_config.cache, data_config.shuffle_buffer)
-
+  return _cached_source(
+      directory,
+      mtime,
+      data_config.image_size,
+      data_config.normalization,
+      data_config.cache,
+      data_config.shuffle_buffer,
+  )

@@ -1,84 +1,146 @@
 """Detection outputs: a Markdown AP table, every detection as JSON, PNGs with boxes drawn."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 import json
 import math
 import os
-from typing import Sequence
 
 import numpy as np
 
 from detection import metrics
 
-BOX_FORMAT = ("[x1, y1, x2, y2] in continuous pixel coordinates: 0-based, x2/y2 exclusive "
-              "(width = x2 - x1); PASCAL VOC's 1-based inclusive box is [x1 + 1, y1 + 1, x2, y2]")
+BOX_FORMAT = (
+    "[x1, y1, x2, y2] in continuous pixel coordinates: 0-based, x2/y2 exclusive "
+    "(width = x2 - x1); PASCAL VOC's 1-based inclusive box is [x1 + 1, y1 + 1, x2, y2]"
+)
 _GT_COLOUR = (0, 255, 0)
-_CLASS_COLOURS = ((255, 60, 60), (60, 140, 255), (255, 200, 0), (255, 0, 255), (0, 255, 255),
-                  (255, 128, 0), (160, 80, 255), (255, 255, 255))
+_CLASS_COLOURS = (
+    (255, 60, 60),
+    (60, 140, 255),
+    (255, 200, 0),
+    (255, 0, 255),
+    (0, 255, 255),
+    (255, 128, 0),
+    (160, 80, 255),
+    (255, 255, 255),
+)
 
 
 def _fmt(value: float) -> str:
-  return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f}"
+  return (
+      "n/a"
+      if value is None or (isinstance(value, float) and math.isnan(value))
+      else f"{100 * value:.1f}"
+  )
 
 
-def markdown_table(result: metrics.DetectionMetrics, *, title: str, notes: Sequence[str] = ()) -> str:
-  lines = [f"# {title}", "",
-           "| class | GT boxes | detections | AP VOC07 (11-pt) | AP VOC10+ (all-pt) | AP50 COCO (101-pt) |",
-           "|---|---:|---:|---:|---:|---:|"]
+def markdown_table(
+    result: metrics.DetectionMetrics, *, title: str, notes: Sequence[str] = ()
+) -> str:
+  lines = [
+      f"# {title}",
+      "",
+      "| class | GT boxes | detections | AP VOC07 (11-pt) | AP VOC10+ (all-pt) | AP50 COCO (101-pt) |",
+      "|---|---:|---:|---:|---:|---:|",
+  ]
   for c in result.per_class:
-    lines.append(f"| {c.name} | {c.num_gt} | {c.num_detections} | {_fmt(c.voc07)} | "
-                 f"{_fmt(c.voc10)} | {_fmt(c.coco_ap50)} |")
-  lines.append(f"| **mAP** | {sum(c.num_gt for c in result.per_class)} | "
-               f"{sum(c.num_detections for c in result.per_class)} | **{_fmt(result.map_voc07)}** | "
-               f"**{_fmt(result.map_voc10)}** | **{_fmt(result.map_coco_ap50)}** |")
-  lines += ["", "AP in percent at IoU 0.5; mAP over the classes that have ground truth "
-            "(GT boxes: non-difficult)."]
+    lines.append(
+        f"| {c.name} | {c.num_gt} | {c.num_detections} | {_fmt(c.voc07)} | "
+        f"{_fmt(c.voc10)} | {_fmt(c.coco_ap50)} |"
+    )
+  lines.append(
+      f"| **mAP** | {sum(c.num_gt for c in result.per_class)} | "
+      f"{sum(c.num_detections for c in result.per_class)} | **{_fmt(result.map_voc07)}** | "
+      f"**{_fmt(result.map_voc10)}** | **{_fmt(result.map_coco_ap50)}** |"
+  )
+  lines += [
+      "",
+      "AP in percent at IoU 0.5; mAP over the classes that have ground truth "
+      "(GT boxes: non-difficult).",
+  ]
   lines += [""] + [f"- {note}" for note in notes]
   return "\n".join(lines) + "\n"
 
 
-def write_detections_json(path: str, detections: metrics.Detections, split, class_names,
-                          extra: dict) -> None:
-  records = [{"image_id": split.annotations[int(i)].image_id, "image_index": int(i),
-              "label": int(label), "class": class_names[int(label)], "score": round(float(score), 6),
-              "bbox": [round(float(v), 2) for v in box]}
-             for i, label, score, box in zip(detections.image_index, detections.labels,
-                                             detections.scores, detections.boxes)]
+def write_detections_json(
+    path: str, detections: metrics.Detections, split, class_names, extra: dict
+) -> None:
+  records = [
+      {
+          "image_id": split.annotations[int(i)].image_id,
+          "image_index": int(i),
+          "label": int(label),
+          "class": class_names[int(label)],
+          "score": round(float(score), 6),
+          "bbox": [round(float(v), 2) for v in box],
+      }
+      for i, label, score, box in zip(
+          detections.image_index, detections.labels, detections.scores, detections.boxes
+      )
+  ]
   with open(path, "w") as f:
-    json.dump({"box_format": BOX_FORMAT, "class_names": list(class_names), **extra,
-               "detections": records}, f)
+    json.dump(
+        {
+            "box_format": BOX_FORMAT,
+            "class_names": list(class_names),
+            **extra,
+            "detections": records,
+        },
+        f,
+    )
 
 
-def draw_detections(image: np.ndarray, gt_boxes: np.ndarray, gt_labels: np.ndarray,
-                    boxes: np.ndarray, labels: np.ndarray, scores: np.ndarray, class_names,
-                    min_size: int = 384):
+def draw_detections(
+    image: np.ndarray,
+    gt_boxes: np.ndarray,
+    gt_labels: np.ndarray,
+    boxes: np.ndarray,
+    labels: np.ndarray,
+    scores: np.ndarray,
+    class_names,
+    min_size: int = 384,
+):
   """PIL image: ground truth in green, predictions coloured by class with 'name score'."""
-  from PIL import Image, ImageDraw  # pylint: disable=g-import-not-at-top
+  from PIL import Image, ImageDraw
+
   scale = max(1, int(math.ceil(min_size / max(image.shape[:2]))))
-  picture = Image.fromarray(image).resize((image.shape[1] * scale, image.shape[0] * scale),
-                                          Image.NEAREST)
+  picture = Image.fromarray(image).resize(
+      (image.shape[1] * scale, image.shape[0] * scale), Image.NEAREST
+  )
   draw = ImageDraw.Draw(picture)
   for box, label in zip(gt_boxes, gt_labels):
     draw.rectangle([v * scale for v in box], outline=_GT_COLOUR, width=2)
-    draw.text((box[0] * scale + 3, box[3] * scale - 12), f"GT {class_names[label]}", fill=_GT_COLOUR)
+    draw.text(
+        (box[0] * scale + 3, box[3] * scale - 12), f"GT {class_names[label]}", fill=_GT_COLOUR
+    )
   for box, label, score in zip(boxes, labels, scores):
     colour = _CLASS_COLOURS[int(label) % len(_CLASS_COLOURS)]
     draw.rectangle([v * scale for v in box], outline=colour, width=2)
-    draw.text((box[0] * scale + 3, box[1] * scale + 2), f"{class_names[label]} {score:.2f}",
-              fill=colour)
+    draw.text(
+        (box[0] * scale + 3, box[1] * scale + 2), f"{class_names[label]} {score:.2f}", fill=colour
+    )
   return picture
 
 
-def write_visualisations(directory: str, split, detections: metrics.Detections, class_names,
-                         count: int, min_score: float) -> list[str]:
+def write_visualisations(
+    directory: str, split, detections: metrics.Detections, class_names, count: int, min_score: float
+) -> list[str]:
   os.makedirs(directory, exist_ok=True)
   paths = []
   for index in range(min(count, len(split))):
     annotation = split.annotations[index]
     mine = (detections.image_index == index) & (detections.scores >= min_score)
-    picture = draw_detections(split.image(index), annotation.boxes, annotation.labels,
-                              detections.boxes[mine], detections.labels[mine],
-                              detections.scores[mine], class_names)
+    picture = draw_detections(
+        split.image(index),
+        annotation.boxes,
+        annotation.labels,
+        detections.boxes[mine],
+        detections.labels[mine],
+        detections.scores[mine],
+        class_names,
+    )
     path = os.path.join(directory, f"{annotation.image_id.replace('/', '_')}.png")
     picture.save(path)
     paths.append(path)

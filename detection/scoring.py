@@ -9,32 +9,39 @@ warp and normalisation as in training), batched to a fixed size with mask-False 
 compiled forward serves every batch, and sharded over the device mesh like training batches. On several processes each warps its own
 images' regions and every process receives every score (see `score_proposals`).
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 import functools
 import json
 import math
-from typing import Any, Sequence
+from typing import Any
 
+from absl import logging
 import jax
 import numpy as np
 import tensorflow as tf
-from absl import logging
 
-import input_pipeline
 from detection import boxes as box_ops
-from detection import metrics
-from detection import warp
+from detection import metrics, warp
 from inception import create_model_from_config
-from input_pipeline import decode
-from input_pipeline import photometric
-from input_pipeline import sharding
-from runtime import artifacts, mesh as mesh_lib
+import input_pipeline
+from input_pipeline import decode, photometric, sharding
+from runtime import artifacts
+from runtime import mesh as mesh_lib
 
 
-def region_batches(split, proposals: Sequence[np.ndarray], crop_size: int, context_padding: int,
-                   normalization: str, batch_size: int, image_indices: Sequence[int] | None = None,
-                   num_batches: int | None = None) -> tf.data.Dataset:
+def region_batches(
+    split,
+    proposals: Sequence[np.ndarray],
+    crop_size: int,
+    context_padding: int,
+    normalization: str,
+    batch_size: int,
+    image_indices: Sequence[int] | None = None,
+    num_batches: int | None = None,
+) -> tf.data.Dataset:
   """Batches {'image': normalised float32 [B, S, S, 3], 'image_index', 'proposal_index', 'mask'}.
 
   The regions of `image_indices` (default: every image), padded with mask False to
@@ -51,17 +58,28 @@ def region_batches(split, proposals: Sequence[np.ndarray], crop_size: int, conte
   def warp_image(index, encoded, boxes):
     regions = warp.warp_regions(decode.decode_rgb(encoded), boxes, crop_size, context_padding, fill)
     count = tf.shape(boxes)[0]
-    return {"image": photometric.normalize(tf.cast(regions, tf.float32) / 255.0, normalization),
-            "image_index": tf.fill([count], tf.cast(index, tf.int32)),
-            "proposal_index": tf.range(count, dtype=tf.int32)}
+    return {
+        "image": photometric.normalize(tf.cast(regions, tf.float32) / 255.0, normalization),
+        "image_index": tf.fill([count], tf.cast(index, tf.int32)),
+        "proposal_index": tf.range(count, dtype=tf.int32),
+    }
 
-  dataset = tf.data.Dataset.from_generator(generate, output_signature=(
-      tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.string), tf.TensorSpec([None, 4], tf.float32)))
+  dataset = tf.data.Dataset.from_generator(
+      generate,
+      output_signature=(
+          tf.TensorSpec([], tf.int64),
+          tf.TensorSpec([], tf.string),
+          tf.TensorSpec([None, 4], tf.float32),
+      ),
+  )
   dataset = dataset.map(warp_image, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
   if num_batches is None:
     num_batches = max(1, math.ceil(sum(len(proposals[i]) for i in image_indices) / batch_size))
-  padding = {"image": tf.zeros([crop_size, crop_size, 3], tf.float32),
-             "image_index": tf.constant(0, tf.int32), "proposal_index": tf.constant(0, tf.int32)}
+  padding = {
+      "image": tf.zeros([crop_size, crop_size, 3], tf.float32),
+      "image_index": tf.constant(0, tf.int32),
+      "proposal_index": tf.constant(0, tf.int32),
+  }
   dataset = sharding.pad_with_mask(dataset, padding, num_batches * batch_size)
   return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
@@ -72,8 +90,10 @@ def load_classifiers(model_dirs: Sequence[str], use_ema: bool) -> list[tuple[dic
   for directory in model_dirs:
     variables, model_config = artifacts.load_model_variables(directory, use_ema=use_ema)
     if model_config is None:
-      raise FileNotFoundError(f"{directory} does not record its model config "
-                              f"({artifacts.MODEL_CONFIG_FILE}); cannot rebuild the classifier.")
+      raise FileNotFoundError(
+          f"{directory} does not record its model config "
+          f"({artifacts.MODEL_CONFIG_FILE}); cannot rebuild the classifier."
+      )
     loaded.append((model_config, variables))
   outputs = {config["num_classes"] for config, _ in loaded}
   if len(outputs) != 1:
@@ -85,9 +105,12 @@ def load_classifiers(model_dirs: Sequence[str], use_ema: bool) -> list[tuple[dic
 def _predictor(model_config_json: str, mesh: jax.sharding.Mesh):
   """Compiled softmax forward of one architecture, shared by every call (and ensemble member)."""
   model = create_model_from_config(json.loads(model_config_json))
-  return jax.jit(lambda variables, images: jax.nn.softmax(
-      model.apply(variables, images, train=False).logits, axis=-1),
-                 out_shardings=mesh_lib.replicated(mesh))
+  return jax.jit(
+      lambda variables, images: jax.nn.softmax(
+          model.apply(variables, images, train=False).logits, axis=-1
+      ),
+      out_shardings=mesh_lib.replicated(mesh),
+  )
 
 
 @functools.lru_cache(maxsize=8)
@@ -96,9 +119,16 @@ def _to_every_process(mesh: jax.sharding.Mesh):
   return jax.jit(lambda tree: tree, out_shardings=mesh_lib.replicated(mesh))
 
 
-def score_proposals(split, proposals: Sequence[np.ndarray], classifiers: Sequence[tuple[dict, Any]],
-                    crop_size: int, context_padding: int, normalization: str, batch_size: int,
-                    mesh: jax.sharding.Mesh) -> list[np.ndarray]:
+def score_proposals(
+    split,
+    proposals: Sequence[np.ndarray],
+    classifiers: Sequence[tuple[dict, Any]],
+    crop_size: int,
+    context_padding: int,
+    normalization: str,
+    batch_size: int,
+    mesh: jax.sharding.Mesh,
+) -> list[np.ndarray]:
   """Per image, float32 [P, num_classes + 1]: softmax averaged over the ensemble.
 
   `batch_size` regions per forward pass over all processes. Each process warps the regions
@@ -112,26 +142,46 @@ def score_proposals(split, proposals: Sequence[np.ndarray], classifiers: Sequenc
   largest = max(sum(len(proposals[i]) for i in shard) for shard in shards)
   num_batches = max(1, math.ceil(largest / host_batch))
   replicated = mesh_lib.replicated(mesh)
-  members = [(_predictor(json.dumps(model_config, sort_keys=True), mesh),
-              jax.device_put(variables, replicated)) for model_config, variables in classifiers]
+  members = [
+      (
+          _predictor(json.dumps(model_config, sort_keys=True), mesh),
+          jax.device_put(variables, replicated),
+      )
+      for model_config, variables in classifiers
+  ]
   num_outputs = classifiers[0][0]["num_classes"]
   scores = [np.zeros((len(p), num_outputs), np.float32) for p in proposals]
-  dataset = region_batches(split, proposals, crop_size, context_padding, normalization, host_batch,
-                           shards[jax.process_index()], num_batches)
+  dataset = region_batches(
+      split,
+      proposals,
+      crop_size,
+      context_padding,
+      normalization,
+      host_batch,
+      shards[jax.process_index()],
+      num_batches,
+  )
   gather = _to_every_process(mesh)
   for batch in input_pipeline.prefetch_to_mesh(dataset.as_numpy_iterator(), mesh):
-    probabilities = sum(np.asarray(predict(variables, batch["image"]))
-                        for predict, variables in members) / len(members)
-    where = jax.tree.map(np.asarray, gather(
-        {k: batch[k] for k in ("image_index", "proposal_index", "mask")}))
+    probabilities = sum(
+        np.asarray(predict(variables, batch["image"])) for predict, variables in members
+    ) / len(members)
+    where = jax.tree.map(
+        np.asarray, gather({k: batch[k] for k in ("image_index", "proposal_index", "mask")})
+    )
     for row in np.flatnonzero(where["mask"]):
       scores[where["image_index"][row]][where["proposal_index"][row]] = probabilities[row]
   return scores
 
 
-def detect_image(boxes: np.ndarray, scores: np.ndarray, *, nms_iou: float,
-                 score_threshold: float, max_detections: int
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def detect_image(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    *,
+    nms_iou: float,
+    score_threshold: float,
+    max_detections: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """(0-based labels, scores, boxes) of one image from its proposals' class scores.
 
   scores: [P, num_classes + 1] with background in column 0. Per class: drop scores below the
@@ -152,15 +202,30 @@ def detect_image(boxes: np.ndarray, scores: np.ndarray, *, nms_iou: float,
   return labels[order], kept_scores[order], kept_boxes[order]
 
 
-def detect(proposals: Sequence[np.ndarray], scores: Sequence[np.ndarray], *, nms_iou: float,
-           score_threshold: float, max_detections: int) -> metrics.Detections:
-  parts = [detect_image(np.asarray(b, np.float32).reshape(-1, 4), s, nms_iou=nms_iou,
-                        score_threshold=score_threshold, max_detections=max_detections)
-           for b, s in zip(proposals, scores, strict=True)]
+def detect(
+    proposals: Sequence[np.ndarray],
+    scores: Sequence[np.ndarray],
+    *,
+    nms_iou: float,
+    score_threshold: float,
+    max_detections: int,
+) -> metrics.Detections:
+  parts = [
+      detect_image(
+          np.asarray(b, np.float32).reshape(-1, 4),
+          s,
+          nms_iou=nms_iou,
+          score_threshold=score_threshold,
+          max_detections=max_detections,
+      )
+      for b, s in zip(proposals, scores, strict=True)
+  ]
   if not parts:
     return metrics.Detections.empty()
   logging.info("%d detections on %d images.", sum(len(p[0]) for p in parts), len(parts))
   return metrics.Detections.create(
       np.concatenate([np.full(len(p[0]), i) for i, p in enumerate(parts)]),
-      np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
-      np.concatenate([p[2] for p in parts]).reshape(-1, 4))
+      np.concatenate([p[0] for p in parts]),
+      np.concatenate([p[1] for p in parts]),
+      np.concatenate([p[2] for p in parts]).reshape(-1, 4),
+  )

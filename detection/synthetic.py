@@ -6,6 +6,7 @@ smooth colour blotches and pixel noise, so selective search sees clutter and not
 Image i of a split comes from its own generator seeded by (seed, split, i): a split of 100
 images starts with the same images as a split of 10, and nothing is stored.
 """
+
 from __future__ import annotations
 
 import colorsys
@@ -30,7 +31,9 @@ def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray
   return rows[:, i0] * (1 - t)[None, :] + rows[:, i0 + 1] * t[None, :]
 
 
-def _random_colour(rng: np.random.Generator, saturation=(0.5, 1.0), value=(0.45, 1.0)) -> np.ndarray:
+def _random_colour(
+    rng: np.random.Generator, saturation=(0.5, 1.0), value=(0.45, 1.0)
+) -> np.ndarray:
   rgb = colorsys.hsv_to_rgb(rng.random(), rng.uniform(*saturation), rng.uniform(*value))
   return np.asarray(rgb) * 255.0
 
@@ -41,7 +44,9 @@ def textured_background(rng: np.random.Generator, size: int) -> np.ndarray:
   image = np.broadcast_to(_random_colour(rng, (0.0, 0.6), (0.3, 0.8)), (size, size, 3)).copy()
   for _ in range(rng.integers(1, 3)):
     angle, period = rng.uniform(0, np.pi), rng.uniform(6, 40)
-    wave = np.sin((xx * np.cos(angle) + yy * np.sin(angle)) * 2 * np.pi / period + rng.uniform(0, 6))
+    wave = np.sin(
+        (xx * np.cos(angle) + yy * np.sin(angle)) * 2 * np.pi / period + rng.uniform(0, 6)
+    )
     image += wave[..., None] * (_random_colour(rng) - 127.5) * rng.uniform(0.1, 0.35)
   blotch = _smooth_noise(rng, size, int(rng.integers(2, 6)))
   image += (blotch[..., None] - 0.5) * (_random_colour(rng) - 127.5) * 0.8
@@ -87,8 +92,11 @@ def generate_image(rng: np.random.Generator, config) -> tuple[np.ndarray, np.nda
       boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
       labels.append(label)
       break
-  return (np.round(image).astype(np.uint8), np.asarray(boxes, np.float32).reshape(-1, 4),
-          np.asarray(labels, np.int64))
+  return (
+      np.round(image).astype(np.uint8),
+      np.asarray(boxes, np.float32).reshape(-1, 4),
+      np.asarray(labels, np.int64),
+  )
 
 
 class SyntheticSplit(datasets.DetectionSplit):
@@ -107,9 +115,16 @@ class SyntheticSplit(datasets.DetectionSplit):
       rng = np.random.default_rng([config.seed, SPLIT_IDS[split], index])
       image, boxes, labels = generate_image(rng, config)
       self._images.append(image)
-      self.annotations.append(datasets.Annotation(
-          f"{split}_{index:05d}", config.image_size, config.image_size, boxes, labels,
-          np.zeros(len(labels), bool)))
+      self.annotations.append(
+          datasets.Annotation(
+              f"{split}_{index:05d}",
+              config.image_size,
+              config.image_size,
+              boxes,
+              labels,
+              np.zeros(len(labels), bool),
+          )
+      )
 
   def image(self, index: int) -> np.ndarray:
     return self._images[index]

@@ -5,6 +5,7 @@ pixel indices and become continuous [xmin - 1, ymin - 1, xmax, ymax] (boxes.voc_
 Boxes are clipped to the image's real size, read from the image file's header (<size> in the
 XML is not trusted).
 """
+
 from __future__ import annotations
 
 import os
@@ -15,9 +16,28 @@ import numpy as np
 from detection import boxes as box_ops
 from detection import datasets
 
-VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
-               "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
-               "sheep", "sofa", "train", "tvmonitor")
+VOC_CLASSES = (
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
+)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 
@@ -28,8 +48,14 @@ def _text(element, tag: str, path: str) -> str:
   return child.text.strip()
 
 
-def parse_annotation(path: str, class_names: tuple[str, ...], height: int, width: int,
-                     on_bad: str, report: datasets.AnnotationReport) -> datasets.Annotation | None:
+def parse_annotation(
+    path: str,
+    class_names: tuple[str, ...],
+    height: int,
+    width: int,
+    on_bad: str,
+    report: datasets.AnnotationReport,
+) -> datasets.Annotation | None:
   """One VOC XML file -> Annotation (boxes clipped to height x width), None when skipped."""
   image_id = os.path.splitext(os.path.basename(path))[0]
   try:
@@ -51,35 +77,51 @@ def parse_annotation(path: str, class_names: tuple[str, ...], height: int, width
       datasets.bad_annotation(f"{where}: {error}", on_bad, report)
       continue
     if name not in class_names:
-      datasets.bad_annotation(f"{where}: unknown class {name!r} (classes: {', '.join(class_names)};"
-                              " set config.detection.class_names)", on_bad, report)
+      datasets.bad_annotation(
+          f"{where}: unknown class {name!r} (classes: {', '.join(class_names)};"
+          " set config.detection.class_names)",
+          on_bad,
+          report,
+      )
       continue
     boxes.append(coordinates)
     labels.append(class_names.index(name))
     difficult.append(is_difficult)
   boxes = box_ops.voc_to_continuous(boxes)
   keep = datasets.sanitize_boxes(boxes, height, width, path, on_bad, report)
-  return datasets.Annotation(image_id, height, width, boxes[keep].astype(np.float32),
-                             np.asarray(labels, np.int64).reshape(-1)[keep],
-                             np.asarray(difficult, bool).reshape(-1)[keep])
+  return datasets.Annotation(
+      image_id,
+      height,
+      width,
+      boxes[keep].astype(np.float32),
+      np.asarray(labels, np.int64).reshape(-1)[keep],
+      np.asarray(difficult, bool).reshape(-1)[keep],
+  )
 
 
 class VocFolderSplit(datasets.DetectionSplit):
 
-  def __init__(self, root: str, split: str, class_names: tuple[str, ...], on_bad: str,
-               max_images: int = -1):
-    from PIL import Image  # pylint: disable=g-import-not-at-top
+  def __init__(
+      self, root: str, split: str, class_names: tuple[str, ...], on_bad: str, max_images: int = -1
+  ):
+    from PIL import Image
+
     self.root = os.path.abspath(os.path.expanduser(root))
     self.class_names = tuple(class_names)
     self.report = datasets.AnnotationReport()
     list_file = os.path.join(self.root, "ImageSets", "Main", f"{split}.txt")
     if not os.path.isfile(list_file):
       main = os.path.join(self.root, "ImageSets", "Main")
-      available = sorted(f[:-4] for f in os.listdir(main) if f.endswith(".txt") and "_" not in f) \
-          if os.path.isdir(main) else []
-      raise FileNotFoundError(f"VOC folder {self.root}: no split list {list_file} (splits found: "
-                              f"{available or 'none'}); expected Annotations/, JPEGImages/ and "
-                              "ImageSets/Main/<split>.txt")
+      available = (
+          sorted(f[:-4] for f in os.listdir(main) if f.endswith(".txt") and "_" not in f)
+          if os.path.isdir(main)
+          else []
+      )
+      raise FileNotFoundError(
+          f"VOC folder {self.root}: no split list {list_file} (splits found: "
+          f"{available or 'none'}); expected Annotations/, JPEGImages/ and "
+          "ImageSets/Main/<split>.txt"
+      )
     with open(list_file) as f:
       image_ids = [line.split()[0] for line in f if line.strip()]
     if max_images > 0:
@@ -90,7 +132,7 @@ class VocFolderSplit(datasets.DetectionSplit):
       try:
         with Image.open(image_path) as image:  # header only: the true size to clip to
           width, height = image.size
-      except Exception as error:  # pylint: disable=broad-except
+      except Exception as error:
         datasets.bad_annotation(f"{image_path}: unreadable image ({error})", on_bad, self.report)
         continue
       xml_path = os.path.join(self.root, "Annotations", f"{image_id}.xml")
@@ -116,5 +158,6 @@ class VocFolderSplit(datasets.DetectionSplit):
 
 def from_config(root: str, config, split: str, max_images: int) -> VocFolderSplit:
   """The 'voc:<root>' dataset (registered in datasets.py); class names default to PASCAL's."""
-  return VocFolderSplit(root, split, tuple(config.class_names) or VOC_CLASSES,
-                        config.on_bad_annotation, max_images)
+  return VocFolderSplit(
+      root, split, tuple(config.class_names) or VOC_CLASSES, config.on_bad_annotation, max_images
+  )

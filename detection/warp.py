@@ -17,6 +17,7 @@ Sampling is bilinear at the centres of the output pixels (half-pixel convention,
 `tf.image.resize`), without antialiasing (R-CNN's `imresize(..., 'antialiasing', false)`): a box
 warped to its own size reproduces its pixels exactly.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -42,8 +43,10 @@ def fill_pixel(normalization: str) -> tuple[int, int, int]:
 def context_scale(crop_size: int, context_padding: int) -> float:
   """R-CNN's dilation factor: crop / (crop - 2 * padding)."""
   if not 0 <= 2 * context_padding < crop_size:
-    raise ValueError(f"context_padding={context_padding} leaves no room for the box in a "
-                     f"{crop_size}x{crop_size} region (needs 2 * padding < crop size)")
+    raise ValueError(
+        f"context_padding={context_padding} leaves no room for the box in a "
+        f"{crop_size}x{crop_size} region (needs 2 * padding < crop size)"
+    )
   return crop_size / (crop_size - 2 * context_padding)
 
 
@@ -56,8 +59,13 @@ def dilate_boxes(boxes: tf.Tensor, crop_size: int, context_padding: int) -> tf.T
   return tf.concat([centre - half, centre + half], axis=1)
 
 
-def warp_regions(image: tf.Tensor, boxes: tf.Tensor, crop_size: int, context_padding: int,
-                 fill: tuple[int, int, int]) -> tf.Tensor:
+def warp_regions(
+    image: tf.Tensor,
+    boxes: tf.Tensor,
+    crop_size: int,
+    context_padding: int,
+    fill: tuple[int, int, int],
+) -> tf.Tensor:
   """uint8 image [H, W, 3] and boxes [N, 4] (continuous x1, y1, x2, y2) -> uint8 [N, S, S, 3]."""
   image = tf.convert_to_tensor(image)
   dilated = dilate_boxes(boxes, crop_size, context_padding)
@@ -69,16 +77,25 @@ def warp_regions(image: tf.Tensor, boxes: tf.Tensor, crop_size: int, context_pad
   # coordinate (that minus 0.5); crop_and_resize puts its first and last samples at the box's
   # normalised ends times (H - 1), so the ends are the first and last sample positions.
   step_y, step_x = (y2 - y1) / size, (x2 - x1) / size
-  normalised = tf.stack([
-      (y1 + 0.5 * step_y - 0.5) / tf.maximum(height - 1.0, 1.0),
-      (x1 + 0.5 * step_x - 0.5) / tf.maximum(width - 1.0, 1.0),
-      (y2 - 0.5 * step_y - 0.5) / tf.maximum(height - 1.0, 1.0),
-      (x2 - 0.5 * step_x - 0.5) / tf.maximum(width - 1.0, 1.0)], axis=1)
+  normalised = tf.stack(
+      [
+          (y1 + 0.5 * step_y - 0.5) / tf.maximum(height - 1.0, 1.0),
+          (x1 + 0.5 * step_x - 0.5) / tf.maximum(width - 1.0, 1.0),
+          (y2 - 0.5 * step_y - 0.5) / tf.maximum(height - 1.0, 1.0),
+          (x2 - 0.5 * step_x - 0.5) / tf.maximum(width - 1.0, 1.0),
+      ],
+      axis=1,
+  )
   fill_value = tf.constant(fill, tf.float32)
   # crop_and_resize's extrapolation value is one scalar: shift so that the fill becomes 0.
   shifted = tf.cast(image, tf.float32)[tf.newaxis] - fill_value
   regions = tf.image.crop_and_resize(
-      shifted, normalised, tf.zeros(tf.shape(normalised)[0], tf.int32), [crop_size, crop_size],
-      method="bilinear", extrapolation_value=0.0)
+      shifted,
+      normalised,
+      tf.zeros(tf.shape(normalised)[0], tf.int32),
+      [crop_size, crop_size],
+      method="bilinear",
+      extrapolation_value=0.0,
+  )
   regions = tf.clip_by_value(tf.round(regions + fill_value), 0.0, 255.0)
   return tf.cast(regions, tf.uint8)

@@ -5,27 +5,30 @@ schemes, eval/crops.py) are cut once in tf.data, every model scores them on the 
 (eval/scoring.py), and the host tallies every (first-k models, crops) cell and every single
 model (eval/report.py). Every image is counted exactly once: padding carries mask False.
 """
+
 from __future__ import annotations
 
 import collections
+from collections.abc import Sequence
 import dataclasses
 import os
 import time
-from typing import Any, Optional, Sequence
+from typing import Any
 
+from absl import logging
 import jax
+from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from absl import logging
-from jax.experimental import multihost_utils
 
-import input_pipeline
 from eval import crops as crops_lib
 from eval import multi_crop, report, scoring
 from inception import create_model_from_config
+import input_pipeline
 from input_pipeline import eval_preprocess, sharding
-from runtime import artifacts, mesh as mesh_lib, progress
+from runtime import artifacts, progress
+from runtime import mesh as mesh_lib
 
 # Upper bound on one float32 host batch of all views when --batch_size is not given.
 HOST_BATCH_BUDGET_BYTES = 1 << 30
@@ -34,10 +37,11 @@ HOST_BATCH_BUDGET_BYTES = 1 << 30
 @dataclasses.dataclass(frozen=True)
 class ModelToEvaluate:
   """A model and its variables; `model` needs only `apply(variables, images, train=False)`."""
+
   name: str
   model: Any
   variables: Any
-  model_config: Optional[dict] = None
+  model_config: dict | None = None
 
 
 def load_models(directories: Sequence[str], use_ema: bool) -> list[ModelToEvaluate]:
@@ -46,14 +50,20 @@ def load_models(directories: Sequence[str], use_ema: bool) -> list[ModelToEvalua
   for directory in directories:
     variables, model_config = artifacts.load_model_variables(directory, use_ema=use_ema)
     if model_config is None:
-      raise ValueError(f'{directory} has no {artifacts.MODEL_CONFIG_FILE}; cannot tell which '
-                       'model its variables belong to.')
+      raise ValueError(
+          f"{directory} has no {artifacts.MODEL_CONFIG_FILE}; cannot tell which "
+          "model its variables belong to."
+      )
     if use_ema and os.path.isdir(os.path.join(directory, artifacts.VARIABLES_SUBDIR)):
-      logging.warning('%s is an exported model with one set of parameters; --params=ema does '
-                      'not apply to it.', directory)
-    models.append(ModelToEvaluate(directory, create_model_from_config(model_config), variables,
-                                  model_config))
-    logging.info('Loaded %s: %s', directory, model_config)
+      logging.warning(
+          "%s is an exported model with one set of parameters; --params=ema does "
+          "not apply to it.",
+          directory,
+      )
+    models.append(
+        ModelToEvaluate(directory, create_model_from_config(model_config), variables, model_config)
+    )
+    logging.info("Loaded %s: %s", directory, model_config)
   return models
 
 
@@ -67,8 +77,9 @@ def parse_crops(crops: Sequence[Any]) -> tuple[int, ...]:
   return schemes
 
 
-def default_batch_size(eval_batch_size: int, num_views: int, image_size: int,
-                       device_count: int) -> int:
+def default_batch_size(
+    eval_batch_size: int, num_views: int, image_size: int, device_count: int
+) -> int:
   """eval_batch_size, lowered so that one float32 host batch of every view fits the budget."""
   per_image = num_views * image_size * image_size * 3 * 4
   fits = max(1, HOST_BATCH_BUDGET_BYTES // per_image)
@@ -82,12 +93,19 @@ def _to_host(tree: Any) -> Any:
   return multihost_utils.process_allgather(tree, tiled=True)
 
 
-def evaluate(models: Sequence[ModelToEvaluate], data_config: ml_collections.ConfigDict, *,
-             split: Optional[str] = None, crops: Sequence[int] = (1, 10, 144),
-             batch_size: Optional[int] = None, eval_batch_size: int = 120,
-             views_per_step: Optional[int] = None, combine: str = 'mean_softmax',
-             mesh: Optional[jax.sharding.Mesh] = None,
-             log_every_seconds: float = 30.0) -> dict[str, Any]:
+def evaluate(
+    models: Sequence[ModelToEvaluate],
+    data_config: ml_collections.ConfigDict,
+    *,
+    split: str | None = None,
+    crops: Sequence[int] = (1, 10, 144),
+    batch_size: int | None = None,
+    eval_batch_size: int = 120,
+    views_per_step: int | None = None,
+    combine: str = "mean_softmax",
+    mesh: jax.sharding.Mesh | None = None,
+    log_every_seconds: float = 30.0,
+) -> dict[str, Any]:
   """One pass over the split: every (first-k models, crop scheme) cell and every single model.
 
   Returns the JSON-ready results (see `eval.classify`); `results['table_markdown']` is the
@@ -96,7 +114,7 @@ def evaluate(models: Sequence[ModelToEvaluate], data_config: ml_collections.Conf
   """
   scoring.check_combine(combine)
   if not models:
-    raise ValueError('no models to evaluate (--models)')
+    raise ValueError("no models to evaluate (--models)")
   start = time.time()
   schemes = parse_crops(crops)
   split = data_config.eval_split if split is None else split
@@ -116,23 +134,36 @@ def evaluate(models: Sequence[ModelToEvaluate], data_config: ml_collections.Conf
 
   dummy = jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32)
   for entry in models:
-    logits = jax.eval_shape(lambda v, x, m=entry.model: m.apply(v, x, train=False).logits,
-                            entry.variables, dummy)
+    logits = jax.eval_shape(
+        lambda v, x, m=entry.model: m.apply(v, x, train=False).logits, entry.variables, dummy
+    )
     if logits.shape[-1] != num_classes:
-      raise ValueError(f'model {entry.name} has {logits.shape[-1]} classes but '
-                       f'{data_config.source!r} has {num_classes}.')
+      raise ValueError(
+          f"model {entry.name} has {logits.shape[-1]} classes but "
+          f"{data_config.source!r} has {num_classes}."
+      )
 
   replicated = mesh_lib.replicated(mesh)
   variables = [jax.device_put(entry.variables, replicated) for entry in models]
   weights = jax.device_put(scoring.scheme_weights(subsets, schemes, len(views)), replicated)
-  dataset = input_pipeline.create_eval_dataset(data_config, batch_size, split,
-                                               view=multi_crop.view_function(views))
+  dataset = input_pipeline.create_eval_dataset(
+      data_config, batch_size, split, view=multi_crop.view_function(views)
+  )
   tally = report.Tally(len(models), schemes, num_classes)
-  logging.info('Evaluating %d model(s) on %d images of %s/%s: crops %s -> %d distinct views per '
-               'image, %d per forward pass; global batch %d images on %d devices, %d batches.',
-               len(models), num_images, data_config.source, split, schemes, len(views),
-               scoring.steps_and_chunk(len(views), views_per_step)[1], batch_size, devices,
-               num_batches)
+  logging.info(
+      "Evaluating %d model(s) on %d images of %s/%s: crops %s -> %d distinct views per "
+      "image, %d per forward pass; global batch %d images on %d devices, %d batches.",
+      len(models),
+      num_images,
+      data_config.source,
+      split,
+      schemes,
+      len(views),
+      scoring.steps_and_chunk(len(views), views_per_step)[1],
+      batch_size,
+      devices,
+      num_batches,
+  )
 
   progress = _Progress(num_images, num_batches, len(views), log_every_seconds)
 
@@ -144,44 +175,50 @@ def evaluate(models: Sequence[ModelToEvaluate], data_config: ml_collections.Conf
   in_flight = collections.deque()
   batches = input_pipeline.prefetch_to_mesh(dataset.as_numpy_iterator(), mesh)
   for index, batch in enumerate(batches, start=1):
-    per_model = jnp.stack([
-        scoring.crop_scores(entry.model, entry_variables, batch['image'], weights, combine,
-                            views_per_step)
-        for entry, entry_variables in zip(models, variables)])
-    in_flight.append((index, (scoring.rank_models(per_model, combine),
-                              batch['label'], batch['mask'])))
+    per_model = jnp.stack(
+        [
+            scoring.crop_scores(
+                entry.model, entry_variables, batch["image"], weights, combine, views_per_step
+            )
+            for entry, entry_variables in zip(models, variables)
+        ]
+    )
+    in_flight.append(
+        (index, (scoring.rank_models(per_model, combine), batch["label"], batch["mask"]))
+    )
     if len(in_flight) > 1:  # fetch batch k-1 while the devices work on batch k
       consume(*in_flight.popleft())
   while in_flight:
     consume(*in_flight.popleft())
   progress.bar.close()
   if tally.count != num_images:
-    raise RuntimeError(f'counted {tally.count} images of {split!r}, expected {num_images}')
+    raise RuntimeError(f"counted {tally.count} images of {split!r}, expected {num_images}")
 
-  cells = ([tally.cell('ensemble', k, s) for k in range(len(models)) for s in schemes]
-           + [tally.cell('single', m, s) for m in range(len(models)) for s in schemes])
+  cells = [tally.cell("ensemble", k, s) for k in range(len(models)) for s in schemes] + [
+      tally.cell("single", m, s) for m in range(len(models)) for s in schemes
+  ]
   rows = report.table_cells(tally)
   names = [entry.name for entry in models]
   return {
-      'split': split,
-      'source': data_config.source,
-      'num_images': tally.count,
-      'num_classes': num_classes,
-      'combine': combine,
-      'crops': list(schemes),
-      'views': [dataclasses.asdict(view) for view in views],
-      'scheme_views': {str(s): subsets[s] for s in schemes},
-      'models': [{'name': entry.name, 'config': entry.model_config} for entry in models],
-      'best_single_model': tally.best_single_model(),
-      'cells': cells,
-      'table': [{k: v for k, v in row.items() if k != 'per_class'} for row in rows],
-      'table_markdown': report.markdown_table(rows, names),
-      'predictions': tally.predictions(),
-      'batch_size': batch_size,
-      'views_per_step': scoring.steps_and_chunk(len(views), views_per_step)[1],
-      'devices': devices,
-      'images_per_second': progress.images_per_second(),
-      'wall_seconds': round(time.time() - start, 2),
+      "split": split,
+      "source": data_config.source,
+      "num_images": tally.count,
+      "num_classes": num_classes,
+      "combine": combine,
+      "crops": list(schemes),
+      "views": [dataclasses.asdict(view) for view in views],
+      "scheme_views": {str(s): subsets[s] for s in schemes},
+      "models": [{"name": entry.name, "config": entry.model_config} for entry in models],
+      "best_single_model": tally.best_single_model(),
+      "cells": cells,
+      "table": [{k: v for k, v in row.items() if k != "per_class"} for row in rows],
+      "table_markdown": report.markdown_table(rows, names),
+      "predictions": tally.predictions(),
+      "batch_size": batch_size,
+      "views_per_step": scoring.steps_and_chunk(len(views), views_per_step)[1],
+      "devices": devices,
+      "images_per_second": progress.images_per_second(),
+      "wall_seconds": round(time.time() - start, 2),
   }
 
 
@@ -193,9 +230,9 @@ class _Progress:
     self.every_seconds = every_seconds
     self.start = self.last_log = time.time()
     self.count = 0
-    self.first_batch_done: Optional[float] = None
+    self.first_batch_done: float | None = None
     self.count_after_first = 0
-    self.bar = progress.progress_bar(num_images, 'evaluating', unit='image')
+    self.bar = progress.progress_bar(num_images, "evaluating", unit="image")
 
   def images_per_second(self) -> float:
     now = time.time()
@@ -214,6 +251,13 @@ class _Progress:
       self.last_log = time.time()
       rate = self.images_per_second()
       eta = (self.num_images - self.count) / rate if rate else 0.0
-      logging.info('batch %d/%d: %d/%d images, %.1f images/s (%d views each), ETA %s', index,
-                   self.num_batches, self.count, self.num_images, rate, self.num_views,
-                   progress.format_eta(eta))
+      logging.info(
+          "batch %d/%d: %d/%d images, %.1f images/s (%d views each), ETA %s",
+          index,
+          self.num_batches,
+          self.count,
+          self.num_images,
+          rate,
+          self.num_views,
+          progress.format_eta(eta),
+      )

@@ -22,6 +22,7 @@ predictions per image and crop scheme as JSON, and beside it the table as a PNG 
 and top-1 error; see eval/table_figure.py). Runs on one device or on the mesh of all devices
 (batch sharded over 'data'); every image is counted exactly once (padding carries mask False).
 """
+
 from runtime import launch
 
 launch.reexec_if_program(__name__)  # before the heavy imports below (runtime/launch.py)
@@ -29,68 +30,89 @@ launch.reexec_if_program(__name__)  # before the heavy imports below (runtime/la
 import json  # noqa: E402
 import os  # noqa: E402
 
-import jax  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
+import jax  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from eval import classification, table_figure  # noqa: E402
 from runtime import figures, process  # noqa: E402
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file('config', 'configs/digits.py',
-                                'Config file; its data section describes the evaluation data.',
-                                lock_config=True)
-flags.DEFINE_list('models', None, 'Training workdirs or exported model directories.')
-flags.DEFINE_string('split', None, 'Split to evaluate (default: config.data.eval_split).')
-flags.DEFINE_list('crops', ['1', '10', '144'], 'Crop schemes: any of 1, 10, 144.')
-flags.DEFINE_enum('params', 'ema', ['raw', 'ema'],
-                  'Training workdirs: raw or Polyak-averaged (paper section 6) parameters.')
-flags.DEFINE_integer('batch_size', None, 'Images per global batch (default: see module doc).')
-flags.DEFINE_integer('views_per_step', None, 'Views per forward pass (default: see module doc).')
-flags.DEFINE_enum('combine', 'mean_softmax', ['mean_softmax', 'max_softmax', 'mean_logits'],
-                  'How crops and models are combined.')
-flags.DEFINE_string('output', None, 'JSON file for every cell, per-class accuracy, predictions.')
-flags.DEFINE_float('log_every_seconds', 30.0, 'Progress log interval.')
-flags.mark_flags_as_required(['models'])
+config_flags.DEFINE_config_file(
+    "config",
+    "configs/digits.py",
+    "Config file; its data section describes the evaluation data.",
+    lock_config=True,
+)
+flags.DEFINE_list("models", None, "Training workdirs or exported model directories.")
+flags.DEFINE_string("split", None, "Split to evaluate (default: config.data.eval_split).")
+flags.DEFINE_list("crops", ["1", "10", "144"], "Crop schemes: any of 1, 10, 144.")
+flags.DEFINE_enum(
+    "params",
+    "ema",
+    ["raw", "ema"],
+    "Training workdirs: raw or Polyak-averaged (paper section 6) parameters.",
+)
+flags.DEFINE_integer("batch_size", None, "Images per global batch (default: see module doc).")
+flags.DEFINE_integer("views_per_step", None, "Views per forward pass (default: see module doc).")
+flags.DEFINE_enum(
+    "combine",
+    "mean_softmax",
+    ["mean_softmax", "max_softmax", "mean_logits"],
+    "How crops and models are combined.",
+)
+flags.DEFINE_string("output", None, "JSON file for every cell, per-class accuracy, predictions.")
+flags.DEFINE_float("log_every_seconds", 30.0, "Progress log interval.")
+flags.mark_flags_as_required(["models"])
 
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   config = FLAGS.config
-  process.start_jax_process(bool(config.get('distributed')), config.get('compilation_cache', 'off'))
+  process.start_jax_process(bool(config.get("distributed")), config.get("compilation_cache", "off"))
   try:
-    models = classification.load_models(FLAGS.models, use_ema=FLAGS.params == 'ema')
+    models = classification.load_models(FLAGS.models, use_ema=FLAGS.params == "ema")
     results = classification.evaluate(
-        models, config.data, split=FLAGS.split, crops=FLAGS.crops, batch_size=FLAGS.batch_size,
-        eval_batch_size=config.get('eval_batch_size', 120),
-        views_per_step=FLAGS.views_per_step, combine=FLAGS.combine,
-        log_every_seconds=FLAGS.log_every_seconds)
+        models,
+        config.data,
+        split=FLAGS.split,
+        crops=FLAGS.crops,
+        batch_size=FLAGS.batch_size,
+        eval_batch_size=config.get("eval_batch_size", 120),
+        views_per_step=FLAGS.views_per_step,
+        combine=FLAGS.combine,
+        log_every_seconds=FLAGS.log_every_seconds,
+    )
   except (ValueError, OSError) as error:
-    logging.error('%s', error)
-    raise SystemExit(f'error: {error}') from None
-  results['params'] = FLAGS.params
+    logging.error("%s", error)
+    raise SystemExit(f"error: {error}") from None
+  results["params"] = FLAGS.params
   if jax.process_index() == 0:
-    print(f"{results['num_images']} images of {results['source']}/{results['split']}, "
-          f"{results['combine']}, {FLAGS.params} parameters, "
-          f"{results['images_per_second']:.1f} images/s:")
-    print(results['table_markdown'])
+    print(
+        f"{results['num_images']} images of {results['source']}/{results['split']}, "
+        f"{results['combine']}, {FLAGS.params} parameters, "
+        f"{results['images_per_second']:.1f} images/s:"
+    )
+    print(results["table_markdown"])
     if FLAGS.output:
       os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
-      with open(FLAGS.output, 'w') as f:
+      with open(FLAGS.output, "w") as f:
         json.dump(results, f)
-      logging.info('Wrote %s', FLAGS.output)
-      picture = figures.draw_or_warn('the Table-3 heat-map', lambda: table_figure.plot_table3(
-          results, picture_path(FLAGS.output)))
+      logging.info("Wrote %s", FLAGS.output)
+      picture = figures.draw_or_warn(
+          "the Table-3 heat-map",
+          lambda: table_figure.plot_table3(results, picture_path(FLAGS.output)),
+      )
       if picture:
-        logging.info('Wrote %s', picture)
+        logging.info("Wrote %s", picture)
 
 
 def picture_path(output: str) -> str:
   """X.json -> X.png; an --output already ending in .png gets .png appended, not overwritten."""
   base, extension = os.path.splitext(output)
-  return output + '.png' if extension.lower() == '.png' else base + '.png'
+  return output + ".png" if extension.lower() == ".png" else base + ".png"
 
 
-if __name__ == '__main__':
+if __name__ == "__main__":
   app.run(main)

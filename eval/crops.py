@@ -25,10 +25,12 @@ The schemes, for an input size S (224 in the paper; every length scales by S / 2
     the two windows can differ by a pixel on non-square images, and the single crop is a view
     of its own (`union_of_schemes` then computes 145 views).
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 import dataclasses
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -38,12 +40,12 @@ KRIZHEVSKY_SHORTER_SIDE = 256
 
 # Regions of the resized image a crop is taken from: three squares of side `shorter_side` along
 # the longer side (first = left or top, last = right or bottom), or the whole resized image.
-SQUARES = ('first', 'middle', 'last')
-WHOLE_IMAGE = 'whole'
+SQUARES = ("first", "middle", "last")
+WHOLE_IMAGE = "whole"
 # Crops inside a region: image_size windows, or the whole region resized to image_size.
-CORNERS = ('top_left', 'top_right', 'bottom_left', 'bottom_right')
-CENTER = 'center'
-FULL = 'full'
+CORNERS = ("top_left", "top_right", "bottom_left", "bottom_right")
+CENTER = "center"
+FULL = "full"
 SQUARE_CROPS = CORNERS + (CENTER, FULL)
 
 SCHEMES = (1, 10, 144)
@@ -52,6 +54,7 @@ SCHEMES = (1, 10, 144)
 @dataclasses.dataclass(frozen=True, order=True)
 class View:
   """One evaluation crop, independent of the image's shape."""
+
   shorter_side: int  # the image is resized so that min(height, width) == shorter_side
   region: str  # one of SQUARES or WHOLE_IMAGE
   crop: str  # one of SQUARE_CROPS
@@ -60,6 +63,7 @@ class View:
 
 class Box(NamedTuple):
   """A view's window in the resized image: rows y0:y1, columns x0:x1 (end exclusive)."""
+
   y0: Any
   x0: Any
   y1: Any
@@ -81,18 +85,21 @@ def shorter_sides_144(image_size: int) -> tuple[int, ...]:
 
 def multi_crop_144(image_size: int) -> list[View]:
   """The paper's 144 views: 4 scales x 3 squares x 6 crops x 2 mirrors, in that nesting."""
-  return [View(side, square, crop, mirror)
-          for side in shorter_sides_144(image_size)
-          for square in SQUARES
-          for crop in SQUARE_CROPS
-          for mirror in (False, True)]
+  return [
+      View(side, square, crop, mirror)
+      for side in shorter_sides_144(image_size)
+      for square in SQUARES
+      for crop in SQUARE_CROPS
+      for mirror in (False, True)
+  ]
 
 
 def ten_crop(image_size: int) -> list[View]:
   """Krizhevsky's 10 views: corners and centre of the central square at 256 (scaled), mirrored."""
   side = scaled_length(image_size, KRIZHEVSKY_SHORTER_SIDE)
-  return [View(side, 'middle', crop, mirror)
-          for crop in CORNERS + (CENTER,) for mirror in (False, True)]
+  return [
+      View(side, "middle", crop, mirror) for crop in CORNERS + (CENTER,) for mirror in (False, True)
+  ]
 
 
 def single_crop(image_size: int, resize_size: int) -> list[View]:
@@ -107,7 +114,7 @@ def scheme_views(num_crops: int, image_size: int, resize_size: int) -> list[View
     return ten_crop(image_size)
   if num_crops == 144:
     return multi_crop_144(image_size)
-  raise ValueError(f'unknown crop scheme {num_crops}: choose from {SCHEMES}')
+  raise ValueError(f"unknown crop scheme {num_crops}: choose from {SCHEMES}")
 
 
 def canonical(view: View, image_size: int) -> View:
@@ -117,14 +124,18 @@ def canonical(view: View, image_size: int) -> View:
   square at (H - n) // 2 + (n - S) // 2, which is the same number for every H exactly when
   n - S is even.
   """
-  if (view.region == WHOLE_IMAGE and view.crop == CENTER
-      and (view.shorter_side - image_size) % 2 == 0):
-    return dataclasses.replace(view, region='middle')
+  if (
+      view.region == WHOLE_IMAGE
+      and view.crop == CENTER
+      and (view.shorter_side - image_size) % 2 == 0
+  ):
+    return dataclasses.replace(view, region="middle")
   return view
 
 
-def union_of_schemes(schemes: Sequence[int], image_size: int, resize_size: int
-                     ) -> tuple[list[View], dict[int, list[int]]]:
+def union_of_schemes(
+    schemes: Sequence[int], image_size: int, resize_size: int
+) -> tuple[list[View], dict[int, list[int]]]:
   """(distinct views to compute, {scheme: indices of its views in that list}).
 
   One forward pass over the union answers every scheme: 1 and 10 crops are read off the 144.
@@ -148,12 +159,18 @@ def union_of_schemes(schemes: Sequence[int], image_size: int, resize_size: int
 def axis_offsets(length, shorter_side: int, image_size: int) -> tuple:
   """The image-dependent start offsets along one axis of a resized image of that `length`:
   (0, middle square, last square, centred window, last window)."""
-  return (0, (length - shorter_side) // 2, length - shorter_side, (length - image_size) // 2,
-          length - image_size)
+  return (
+      0,
+      (length - shorter_side) // 2,
+      length - shorter_side,
+      (length - image_size) // 2,
+      length - image_size,
+  )
 
 
 class BoxRecipe(NamedTuple):
   """A view's box as `axis_offsets(...)[term] + constant` per axis, and a fixed size."""
+
   term_y: int
   constant_y: int
   term_x: int
@@ -162,7 +179,7 @@ class BoxRecipe(NamedTuple):
   width: int
 
 
-_SQUARE_TERM = {'first': 0, 'middle': 1, 'last': 2}
+_SQUARE_TERM = {"first": 0, "middle": 1, "last": 2}
 
 
 def box_recipe(view: View, image_size: int) -> BoxRecipe:
@@ -181,19 +198,25 @@ def box_recipe(view: View, image_size: int) -> BoxRecipe:
     if view.crop == CENTER:
       offset_y = offset_x = (side - size) // 2
     elif view.crop in CORNERS:
-      offset_y = 0 if view.crop.startswith('top') else side - size
-      offset_x = 0 if view.crop.endswith('left') else side - size
+      offset_y = 0 if view.crop.startswith("top") else side - size
+      offset_x = 0 if view.crop.endswith("left") else side - size
     else:
-      raise ValueError(f'unknown crop {view.crop!r}')
+      raise ValueError(f"unknown crop {view.crop!r}")
     return BoxRecipe(term, offset_y, term, offset_x, size, size)
   if view.region != WHOLE_IMAGE:
-    raise ValueError(f'unknown region {view.region!r}')
+    raise ValueError(f"unknown region {view.region!r}")
   if view.crop == CENTER:
     return BoxRecipe(3, 0, 3, 0, size, size)
   if view.crop in CORNERS:
-    return BoxRecipe(0 if view.crop.startswith('top') else 4, 0,
-                     0 if view.crop.endswith('left') else 4, 0, size, size)
-  raise ValueError(f'crop {view.crop!r} is not defined on the whole image')
+    return BoxRecipe(
+        0 if view.crop.startswith("top") else 4,
+        0,
+        0 if view.crop.endswith("left") else 4,
+        0,
+        size,
+        size,
+    )
+  raise ValueError(f"crop {view.crop!r} is not defined on the whole image")
 
 
 def view_box(view: View, height, width, image_size: int):
@@ -221,6 +244,15 @@ def image_boxes(views: Sequence[View], height: int, width: int, image_size: int)
   for view in views:
     resized_h, resized_w = resized_shape(height, width, view.shorter_side)
     y0, x0, y1, x1 = view_box(view, resized_h, resized_w, image_size)
-    boxes.append(Box(int(y0), int(x0), int(y1), int(x1), view.shorter_side,
-                     view.shorter_side / min(height, width), view.mirror))
+    boxes.append(
+        Box(
+            int(y0),
+            int(x0),
+            int(y1),
+            int(x1),
+            view.shorter_side,
+            view.shorter_side / min(height, width),
+            view.mirror,
+        )
+    )
   return boxes

@@ -21,6 +21,7 @@ to resume and detect), 1 with `error: ...` for a problem to fix.
 `--config.detection.train=false` only detects (with classifier_<m> already in the workdir and/or
 --config.detection.extra_model_dirs).
 """
+
 from runtime import launch
 
 launch.reexec_if_program(__name__)  # before the heavy imports below (runtime/launch.py)
@@ -30,14 +31,15 @@ import sys  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-import train  # noqa: E402
 from detection import run  # noqa: E402
 from runtime import process  # noqa: E402
+import train  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for region records, classifiers and the report.")
-config_flags.DEFINE_config_file("config", "configs/rcnn_synthetic.py", "R-CNN config file.",
-                                lock_config=True)
+config_flags.DEFINE_config_file(
+    "config", "configs/rcnn_synthetic.py", "R-CNN config file.", lock_config=True
+)
 flags.mark_flags_as_required(["workdir"])
 
 

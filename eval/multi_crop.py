@@ -7,9 +7,10 @@ gather plus one batched resize (square -> S x S). Box positions come from `crops
 few dozen ops whatever the number of views: building the tf.data pipeline stays fast, and
 `Dataset.map(..., num_parallel_calls)` spreads the per-image work over the host's cores.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -18,8 +19,9 @@ from eval import crops
 from input_pipeline import eval_preprocess
 
 
-def _windows(image: tf.Tensor, starts_y: tf.Tensor, starts_x: tf.Tensor, size: int,
-             mirror: np.ndarray) -> tf.Tensor:
+def _windows(
+    image: tf.Tensor, starts_y: tf.Tensor, starts_x: tf.Tensor, size: int, mirror: np.ndarray
+) -> tf.Tensor:
   """[k, size, size, C] windows at (starts_y[i], starts_x[i]); mirror[i] flips window i."""
   width = tf.shape(image)[1]
   steps = np.arange(size, dtype=np.int32)
@@ -30,14 +32,21 @@ def _windows(image: tf.Tensor, starts_y: tf.Tensor, starts_x: tf.Tensor, size: i
   return tf.gather(tf.reshape(image, [-1, image.shape[-1]]), flat_index)
 
 
-def _starts(recipes: Sequence[crops.BoxRecipe], height: tf.Tensor, width: tf.Tensor,
-            shorter_side: int, image_size: int) -> tuple[tf.Tensor, tf.Tensor]:
+def _starts(
+    recipes: Sequence[crops.BoxRecipe],
+    height: tf.Tensor,
+    width: tf.Tensor,
+    shorter_side: int,
+    image_size: int,
+) -> tuple[tf.Tensor, tf.Tensor]:
   offsets_y = tf.stack(crops.axis_offsets(height, shorter_side, image_size))
   offsets_x = tf.stack(crops.axis_offsets(width, shorter_side, image_size))
-  starts_y = (tf.gather(offsets_y, [r.term_y for r in recipes])
-              + np.array([r.constant_y for r in recipes], np.int32))
-  starts_x = (tf.gather(offsets_x, [r.term_x for r in recipes])
-              + np.array([r.constant_x for r in recipes], np.int32))
+  starts_y = tf.gather(offsets_y, [r.term_y for r in recipes]) + np.array(
+      [r.constant_y for r in recipes], np.int32
+  )
+  starts_x = tf.gather(offsets_x, [r.term_x for r in recipes]) + np.array(
+      [r.constant_x for r in recipes], np.int32
+  )
   return starts_y, starts_x
 
 
@@ -62,12 +71,18 @@ def extract_views(image: tf.Tensor, views: Sequence[crops.View], image_size: int
       distinct = sorted({crops.box_recipe(v, size) for _, v in whole_squares})
       starts_y, starts_x = _starts(distinct, height, width, side, size)
       squares = _windows(resized, starts_y, starts_x, side, np.zeros(len(distinct), bool))
-      squares = tf.image.resize(squares, [size, size], method='bilinear', antialias=True)
+      squares = tf.image.resize(squares, [size, size], method="bilinear", antialias=True)
       squares = tf.clip_by_value(squares, 0.0, 255.0)
       candidates = tf.concat([squares, squares[:, :, ::-1]], axis=0)
-      parts.append(tf.gather(candidates, [
-          distinct.index(crops.box_recipe(v, size)) + len(distinct) * v.mirror
-          for _, v in whole_squares]))
+      parts.append(
+          tf.gather(
+              candidates,
+              [
+                  distinct.index(crops.box_recipe(v, size)) + len(distinct) * v.mirror
+                  for _, v in whole_squares
+              ],
+          )
+      )
       order += [i for i, _ in whole_squares]
   stacked = tf.concat(parts, axis=0)
   inverse = np.argsort(np.array(order))  # row of stacked holding view j

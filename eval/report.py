@@ -7,14 +7,16 @@ accuracy, top-5 error and the top-5 error relative to the base cell (1 model, fe
 Top-1: the label is the first prediction; top-5 error: the label is not among the first five
 (docs/paper_notes.md, "Evaluation crops").
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 import os
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-KINDS = ('single', 'ensemble')
+KINDS = ("single", "ensemble")
 
 
 class Tally:
@@ -44,43 +46,43 @@ class Tally:
     one_hot = np.eye(self.num_classes, dtype=np.int64)[labels]  # [b, C]
     self.class_count += one_hot.sum(axis=0)
     for index, kind in enumerate(KINDS):
-      classes = np.asarray(ranked[f'{kind}_classes'])[:, :, mask]  # [M, S, b, k]
+      classes = np.asarray(ranked[f"{kind}_classes"])[:, :, mask]  # [M, S, b, k]
       hits = classes == labels[None, None, :, None]
       self.top1[index] += hits[..., 0].astype(np.int64) @ one_hot
       self.top5[index] += hits.any(axis=-1).astype(np.int64) @ one_hot
     self.labels.append(labels)
-    self.predicted_classes.append(np.asarray(ranked['ensemble_classes'])[-1][:, mask])
-    self.predicted_scores.append(np.asarray(ranked['ensemble_scores'])[-1][:, mask])
+    self.predicted_classes.append(np.asarray(ranked["ensemble_classes"])[-1][:, mask])
+    self.predicted_scores.append(np.asarray(ranked["ensemble_scores"])[-1][:, mask])
 
   def cell(self, kind: str, model_index: int, scheme: int) -> dict[str, Any]:
     """Accuracy of model `model_index` alone ('single') or of models 0..model_index."""
     index = (KINDS.index(kind), model_index, self.schemes.index(scheme))
     top1, top5, count = self.top1[index], self.top5[index], self.count
-    models = [model_index] if kind == 'single' else list(range(model_index + 1))
-    with np.errstate(invalid='ignore', divide='ignore'):
+    models = [model_index] if kind == "single" else list(range(model_index + 1))
+    with np.errstate(invalid="ignore", divide="ignore"):
       per_class_top1 = np.where(self.class_count > 0, top1 / self.class_count, np.nan)
       per_class_top5 = np.where(self.class_count > 0, top5 / self.class_count, np.nan)
     return {
-        'kind': kind,
-        'models': models,
-        'num_models': len(models),
-        'crops': scheme,
-        'cost': len(models) * scheme,
-        'count': count,
-        'top1_accuracy': float(top1.sum() / max(count, 1)),
-        'top5_accuracy': float(top5.sum() / max(count, 1)),
-        'top5_error': float(1.0 - top5.sum() / max(count, 1)),
-        'per_class': {
-            'count': self.class_count.tolist(),
-            'top1_accuracy': [None if np.isnan(v) else float(v) for v in per_class_top1],
-            'top5_accuracy': [None if np.isnan(v) else float(v) for v in per_class_top5],
+        "kind": kind,
+        "models": models,
+        "num_models": len(models),
+        "crops": scheme,
+        "cost": len(models) * scheme,
+        "count": count,
+        "top1_accuracy": float(top1.sum() / max(count, 1)),
+        "top5_accuracy": float(top5.sum() / max(count, 1)),
+        "top5_error": float(1.0 - top5.sum() / max(count, 1)),
+        "per_class": {
+            "count": self.class_count.tolist(),
+            "top1_accuracy": [None if np.isnan(v) else float(v) for v in per_class_top1],
+            "top5_accuracy": [None if np.isnan(v) else float(v) for v in per_class_top5],
         },
     }
 
   def best_single_model(self) -> int:
     """Index of the model with the highest top-1 under the largest scheme (first on ties)."""
     largest = self.schemes.index(max(self.schemes))
-    return int(np.argmax(self.top1[KINDS.index('single'), :, largest].sum(axis=-1)))
+    return int(np.argmax(self.top1[KINDS.index("single"), :, largest].sum(axis=-1)))
 
   def predictions(self) -> dict[str, Any]:
     """Top-k classes and scores of every image for the full ensemble, per crop scheme, in
@@ -89,23 +91,26 @@ class Tally:
     classes = np.concatenate(self.predicted_classes, axis=1) if self.labels else empty
     scores = np.concatenate(self.predicted_scores, axis=1) if self.labels else empty
     return {
-        'labels': np.concatenate(self.labels).tolist() if self.labels else [],
-        'models': list(range(self.num_models)),
-        'by_crops': {str(scheme): {
-            'top5_classes': classes[row].astype(np.int64).tolist(),
-            'top5_scores': np.round(scores[row].astype(np.float64), 6).tolist(),
-        } for row, scheme in enumerate(self.schemes)},
+        "labels": np.concatenate(self.labels).tolist() if self.labels else [],
+        "models": list(range(self.num_models)),
+        "by_crops": {
+            str(scheme): {
+                "top5_classes": classes[row].astype(np.int64).tolist(),
+                "top5_scores": np.round(scores[row].astype(np.float64), 6).tolist(),
+            }
+            for row, scheme in enumerate(self.schemes)
+        },
     }
 
 
 def table_cells(tally: Tally) -> list[dict[str, Any]]:
   """The Table-3 rows: ensembles of the first k models, then the best single model if N > 1."""
-  rows = [tally.cell('ensemble', k, scheme) for k in range(tally.num_models)
-          for scheme in tally.schemes]
+  rows = [
+      tally.cell("ensemble", k, scheme) for k in range(tally.num_models) for scheme in tally.schemes
+  ]
   if tally.num_models > 1:
     best = tally.best_single_model()
-    rows += [dict(tally.cell('single', best, scheme), best_single=True)
-             for scheme in tally.schemes]
+    rows += [dict(tally.cell("single", best, scheme), best_single=True) for scheme in tally.schemes]
   return rows
 
 
@@ -121,20 +126,24 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], model_names: Sequence[str]
   saturates on small label sets such as the 10 digits."""
   names = short_names(model_names)
   base = rows[0]
-  lines = ['| Models | Crops | Cost | Top-1 accuracy | Top-5 error | Compared to base '
-           '| Top-1 vs base |',
-           '|---|---:|---:|---:|---:|---:|---:|']
+  lines = [
+      "| Models | Crops | Cost | Top-1 accuracy | Top-5 error | Compared to base "
+      "| Top-1 vs base |",
+      "|---|---:|---:|---:|---:|---:|---:|",
+  ]
   for row in rows:
-    if row.get('best_single'):
+    if row.get("best_single"):
       label = f"best single ({names[row['models'][0]]})"
     else:
-      label = str(row['num_models'])
+      label = str(row["num_models"])
     if row is base:
-      top5_delta = top1_delta = 'base'
+      top5_delta = top1_delta = "base"
     else:
       top5_delta = f"{100 * (row['top5_error'] - base['top5_error']):+.2f}%"
       top1_delta = f"{100 * (row['top1_accuracy'] - base['top1_accuracy']):+.2f}%"
-    lines.append(f"| {label} | {row['crops']} | {row['cost']} | "
-                 f"{100 * row['top1_accuracy']:.2f}% | {100 * row['top5_error']:.2f}% | "
-                 f"{top5_delta} | {top1_delta} |")
-  return '\n'.join(lines)
+    lines.append(
+        f"| {label} | {row['crops']} | {row['cost']} | "
+        f"{100 * row['top1_accuracy']:.2f}% | {100 * row['top5_error']:.2f}% | "
+        f"{top5_delta} | {top1_delta} |"
+    )
+  return "\n".join(lines)

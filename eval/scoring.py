@@ -10,25 +10,28 @@ forward pass sees B x views_per_step rows (bounded memory, like single-crop eval
 accumulates every crop scheme at once from a [num_schemes, V] weight matrix: one pass over the
 views answers 1, 10 and 144 crops.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 import functools
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-COMBINE_RULES = ('mean_softmax', 'max_softmax', 'mean_logits')
+COMBINE_RULES = ("mean_softmax", "max_softmax", "mean_logits")
 
 
 def check_combine(combine: str) -> None:
   if combine not in COMBINE_RULES:
-    raise ValueError(f'combine={combine!r}: choose one of {COMBINE_RULES}')
+    raise ValueError(f"combine={combine!r}: choose one of {COMBINE_RULES}")
 
 
-def scheme_weights(subsets: Mapping[int, Sequence[int]], schemes: Sequence[int],
-                   num_views: int) -> np.ndarray:
+def scheme_weights(
+    subsets: Mapping[int, Sequence[int]], schemes: Sequence[int], num_views: int
+) -> np.ndarray:
   """float32 [len(schemes), num_views]: how often each computed view counts in each scheme."""
   weights = np.zeros((len(schemes), num_views), np.float32)
   for row, scheme in enumerate(schemes):
@@ -43,9 +46,15 @@ def steps_and_chunk(num_views: int, views_per_step: int) -> tuple[int, int]:
   return steps, -(-num_views // steps)
 
 
-@functools.partial(jax.jit, static_argnames=('model', 'combine', 'views_per_step'))
-def crop_scores(model: Any, variables: Any, images: jax.Array, weights: jax.Array,
-                combine: str, views_per_step: int = 1) -> jax.Array:
+@functools.partial(jax.jit, static_argnames=("model", "combine", "views_per_step"))
+def crop_scores(
+    model: Any,
+    variables: Any,
+    images: jax.Array,
+    weights: jax.Array,
+    combine: str,
+    views_per_step: int = 1,
+) -> jax.Array:
   """One model's scores [num_schemes, B, num_classes], pooled over each scheme's views.
 
   images: [B, V, S, S, 3] (or [B, S, S, 3] for a single view); weights: [num_schemes, V].
@@ -70,21 +79,23 @@ def crop_scores(model: Any, variables: Any, images: jax.Array, weights: jax.Arra
 
   def add_views(total, inputs):
     views, view_weights, view_member = inputs  # [B, chunk, ...], [schemes, chunk] x 2
-    logits = model.apply(variables, views.reshape((batch * chunk,) + views.shape[2:]),
-                         train=False).logits.astype(jnp.float32)
+    logits = model.apply(
+        variables, views.reshape((batch * chunk,) + views.shape[2:]), train=False
+    ).logits.astype(jnp.float32)
     logits = logits.reshape(batch, chunk, -1)
-    values = logits if combine == 'mean_logits' else jax.nn.softmax(logits, axis=-1)
-    if combine == 'max_softmax':
+    values = logits if combine == "mean_logits" else jax.nn.softmax(logits, axis=-1)
+    if combine == "max_softmax":
       masked = jnp.where(view_member[:, None, :, None], values[None], -jnp.inf)
       return jnp.maximum(total, masked.max(axis=2)), None
-    return total + jnp.einsum('sv,bvc->sbc', view_weights, values), None
+    return total + jnp.einsum("sv,bvc->sbc", view_weights, values), None
 
-  logits_shape = jax.eval_shape(lambda v: model.apply(variables, v, train=False).logits,
-                                images[0, :, 0])
+  logits_shape = jax.eval_shape(
+      lambda v: model.apply(variables, v, train=False).logits, images[0, :, 0]
+  )
   shape = (weights.shape[0],) + logits_shape.shape
-  initial = jnp.full(shape, -jnp.inf if combine == 'max_softmax' else 0.0, jnp.float32)
+  initial = jnp.full(shape, -jnp.inf if combine == "max_softmax" else 0.0, jnp.float32)
   total, _ = jax.lax.scan(add_views, initial, (images, step_weights, step_member))
-  if combine == 'max_softmax':
+  if combine == "max_softmax":
     return total
   return total / jnp.sum(weights, axis=1)[:, None, None]
 
@@ -92,10 +103,10 @@ def crop_scores(model: Any, variables: Any, images: jax.Array, weights: jax.Arra
 def final_scores(pooled: jax.Array, combine: str) -> jax.Array:
   """Reported class scores from pooled values: probabilities, except max-pooled softmax
   (averaged over models), which is a score that ranks but need not sum to 1."""
-  return jax.nn.softmax(pooled, axis=-1) if combine == 'mean_logits' else pooled
+  return jax.nn.softmax(pooled, axis=-1) if combine == "mean_logits" else pooled
 
 
-@functools.partial(jax.jit, static_argnames=('combine', 'k'))
+@functools.partial(jax.jit, static_argnames=("combine", "k"))
 def rank_models(per_model: jax.Array, combine: str, k: int = 5) -> dict[str, jax.Array]:
   """Top-k classes of every single model and of every ensemble of the first m models.
 
@@ -108,5 +119,9 @@ def rank_models(per_model: jax.Array, combine: str, k: int = 5) -> dict[str, jax
   prefix_means = jnp.cumsum(per_model, axis=0) / counts
   single_scores, single_classes = jax.lax.top_k(final_scores(per_model, combine), k)
   ensemble_scores, ensemble_classes = jax.lax.top_k(final_scores(prefix_means, combine), k)
-  return {'single_classes': single_classes, 'single_scores': single_scores,
-          'ensemble_classes': ensemble_classes, 'ensemble_scores': ensemble_scores}
+  return {
+      "single_classes": single_classes,
+      "single_scores": single_scores,
+      "ensemble_classes": ensemble_classes,
+      "ensemble_scores": ensemble_scores,
+  }

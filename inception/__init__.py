@@ -3,6 +3,7 @@
 The names below are imported on first use, so `from inception import config` (as config files
 do) imports no Flax.
 """
+
 from runtime import lazy
 
 _EXPORTS = {

@@ -20,11 +20,13 @@ auxiliary pool (5x5/3, no padding, 14x14 -> 4x4) clips its window to the map whe
 smaller than 5, so below ~80 px the aux heads see a 1x1 grid; their fc layer's input size follows
 the grid, hence aux weights are tied to the input resolution used at init.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 import dataclasses
 import functools
-from typing import Any, Callable
+from typing import Any
 
 import flax.linen as nn
 import flax.struct
@@ -32,8 +34,14 @@ import jax
 import jax.numpy as jnp
 
 from inception import paper
-from inception.layers import (CeilMaxPool, ConvBlock, LocalResponseNorm, adaptive_avg_pool,
-                              kernel_init_by_name, valid_avg_pool)
+from inception.layers import (
+    CeilMaxPool,
+    ConvBlock,
+    LocalResponseNorm,
+    adaptive_avg_pool,
+    kernel_init_by_name,
+    valid_avg_pool,
+)
 
 Dtype = Any
 
@@ -50,6 +58,7 @@ class InceptionModule(nn.Module):
   `conv5x5_kernel=3` reproduces torchvision's layout, whose "5x5" branch uses 3x3 kernels
   (pytorch/vision issue 906); the branch keeps its paper name so weights map one to one.
   """
+
   channels: paper.InceptionChannels
   conv: Callable[..., ConvBlock]
   conv5x5_kernel: int = 5
@@ -62,8 +71,9 @@ class InceptionModule(nn.Module):
     branch2 = self.conv(c.reduce3x3, 1, name="3x3_reduce")(x, train=train)
     branch2 = self.conv(c.conv3x3, 3, padding=1, name="3x3")(branch2, train=train)
     branch3 = self.conv(c.reduce5x5, 1, name="5x5_reduce")(x, train=train)
-    branch3 = self.conv(c.conv5x5, self.conv5x5_kernel, padding=self.conv5x5_kernel // 2,
-                        name="5x5")(branch3, train=train)
+    branch3 = self.conv(
+        c.conv5x5, self.conv5x5_kernel, padding=self.conv5x5_kernel // 2, name="5x5"
+    )(branch3, train=train)
     branch4 = self.pool(3, 1, pad=1, name="pool")(x)
     branch4 = self.conv(c.pool_proj, 1, name="pool_proj")(branch4, train=train)
     return jnp.concatenate([branch1, branch2, branch3, branch4], axis=-1)
@@ -83,6 +93,7 @@ class AuxHead(nn.Module):
   `pool='caffe'` is the paper's 5x5/3 valid pool (14x14 -> 4x4); `pool='adaptive'` is
   torchvision's adaptive average pool to 4x4, whose bins differ (windows of 4 at 0, 3, 7, 10).
   """
+
   num_classes: int
   conv: Callable[..., ConvBlock]
   conv_channels: int
@@ -102,10 +113,14 @@ class AuxHead(nn.Module):
       x = adaptive_avg_pool(x, (4, 4))
     x = self.conv(self.conv_channels, 1, name="conv")(x, train=train)
     x = x.reshape(x.shape[0], -1)
-    dense = functools.partial(nn.Dense, kernel_init=self.kernel_init, dtype=self.dtype,
-                              param_dtype=self.param_dtype)
-    x = dense(self.hidden_units, bias_init=nn.initializers.constant(self.hidden_bias_init_value),
-              name="fc")(x)
+    dense = functools.partial(
+        nn.Dense, kernel_init=self.kernel_init, dtype=self.dtype, param_dtype=self.param_dtype
+    )
+    x = dense(
+        self.hidden_units,
+        bias_init=nn.initializers.constant(self.hidden_bias_init_value),
+        name="fc",
+    )(x)
     x = nn.relu(x)
     x = nn.Dropout(self.dropout_rate, deterministic=not train, name="dropout")(x)
     x = dense(self.num_classes, bias_init=nn.initializers.zeros, name="classifier")(x)
@@ -117,6 +132,7 @@ class GoogLeNet(nn.Module):
 
   Build variants with `create_model` rather than setting fields by hand.
   """
+
   num_classes: int = 1000
   width: float = 1.0
   batch_norm: bool = False
@@ -140,9 +156,16 @@ class GoogLeNet(nn.Module):
   def __call__(self, images: jax.Array, *, train: bool = False) -> GoogLeNetOutput:
     kernel_init = kernel_init_by_name(self.kernel_init)
     conv = functools.partial(
-        ConvBlock, batch_norm=self.batch_norm, bn_momentum=self.bn_momentum,
-        bn_epsilon=self.bn_epsilon, kernel_init=kernel_init, bias_init_value=self.conv_bias_init,
-        dtype=self.dtype, param_dtype=self.param_dtype, kernels=self.kernels)
+        ConvBlock,
+        batch_norm=self.batch_norm,
+        bn_momentum=self.bn_momentum,
+        bn_epsilon=self.bn_epsilon,
+        kernel_init=kernel_init,
+        bias_init_value=self.conv_bias_init,
+        dtype=self.dtype,
+        param_dtype=self.param_dtype,
+        kernels=self.kernels,
+    )
     max_pool = functools.partial(CeilMaxPool, kernels=self.kernels)
     width = functools.partial(scale_channels, width=self.width)
     stem = paper.STEM_CHANNELS
@@ -169,11 +192,18 @@ class GoogLeNet(nn.Module):
 
     def aux_head(tag: str, inputs: jax.Array) -> None:
       head = AuxHead(
-          num_classes=self.num_classes, conv=conv, conv_channels=width(paper.AUX_CONV_CHANNELS),
-          hidden_units=width(paper.AUX_HIDDEN_UNITS), dropout_rate=self.aux_dropout_rate,
-          pool=self.aux_pool, kernel_init=kernel_init,
-          hidden_bias_init_value=self.conv_bias_init, dtype=self.dtype,
-          param_dtype=self.param_dtype, name=f"aux_{tag}")
+          num_classes=self.num_classes,
+          conv=conv,
+          conv_channels=width(paper.AUX_CONV_CHANNELS),
+          hidden_units=width(paper.AUX_HIDDEN_UNITS),
+          dropout_rate=self.aux_dropout_rate,
+          pool=self.aux_pool,
+          kernel_init=kernel_init,
+          hidden_bias_init_value=self.conv_bias_init,
+          dtype=self.dtype,
+          param_dtype=self.param_dtype,
+          name=f"aux_{tag}",
+      )
       aux_logits.append(head(inputs, train=train))
 
     x = inception("3a", x)
@@ -196,9 +226,16 @@ class GoogLeNet(nn.Module):
     features = jnp.mean(x.astype(jnp.float32), axis=(-3, -2))
     self.sow("intermediates", "pool5", features)
     x = nn.Dropout(self.dropout_rate, deterministic=not train, name="dropout")(features)
-    logits = nn.Dense(self.num_classes, kernel_init=kernel_init, bias_init=nn.initializers.zeros,
-                      dtype=self.dtype, param_dtype=self.param_dtype, name="classifier")(x)
+    logits = nn.Dense(
+        self.num_classes,
+        kernel_init=kernel_init,
+        bias_init=nn.initializers.zeros,
+        dtype=self.dtype,
+        param_dtype=self.param_dtype,
+        name="classifier",
+    )(x)
     logits = logits.astype(jnp.float32)
 
-    return GoogLeNetOutput(logits=logits, aux_logits=tuple(aux_logits) if train else (),
-                           features=features)
+    return GoogLeNetOutput(
+        logits=logits, aux_logits=tuple(aux_logits) if train else (), features=features
+    )

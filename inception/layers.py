@@ -3,18 +3,20 @@
 Flax has neither a local response normalisation layer nor Caffe's "ceil" pooling arithmetic,
 and both are needed to reproduce the BVLC reference build (docs/paper_notes.md, "Local response normalisation").
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 import math
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kernels.batch_norm_relu import BatchNormReLU
 from kernels import conv1x1 as conv_lib
+from kernels.batch_norm_relu import BatchNormReLU
 from kernels.lrn import local_response_norm
 from kernels.max_pool import max_pool_2d
 
@@ -42,7 +44,8 @@ def kernel_init_by_name(name: str) -> Initializer:
     return KERNEL_INITS[name]
   except KeyError:
     raise ValueError(
-        f"Unknown kernel_init {name!r}; choose one of {sorted(KERNEL_INITS)}.") from None
+        f"Unknown kernel_init {name!r}; choose one of {sorted(KERNEL_INITS)}."
+    ) from None
 
 
 class ConvBlock(nn.Module):
@@ -52,6 +55,7 @@ class ConvBlock(nn.Module):
   BasicConv2d. Padding is explicit (symmetric `padding` pixels) because Caffe and torchvision
   pad conv1 by 3 on both sides, which 'SAME' does not (it pads 2 before, 3 after).
   """
+
   features: int
   kernel_size: int
   stride: int = 1
@@ -100,6 +104,7 @@ class LocalResponseNorm(nn.Module):
   Caffe divides alpha by the window size n, unlike TensorFlow's `local_response_normalization`
   (docs/paper_notes.md, "Local response normalisation"). The channel window is centred and zero-padded at both ends.
   """
+
   size: int = 5
   alpha: float = 1e-4
   beta: float = 0.75
@@ -140,6 +145,7 @@ class CeilMaxPool(nn.Module):
   A module (not a function) so that its output shows up in captured intermediates, which the
   Table-1 report reads.
   """
+
   window: int
   stride: int
   pad: int = 0
@@ -148,14 +154,17 @@ class CeilMaxPool(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     height, width = x.shape[-3], x.shape[-2]
-    window_h, window_w = min(self.window, height + 2 * self.pad), min(self.window, width + 2 * self.pad)
+    window_h, window_w = min(self.window, height + 2 * self.pad), min(
+        self.window, width + 2 * self.pad
+    )
     padding = (
         _ceil_padding(height, window_h, self.stride, self.pad),
         _ceil_padding(width, window_w, self.stride, self.pad),
     )
     # Same values as nn.max_pool; the gradient avoids XLA:CPU's slow select_and_scatter.
-    return max_pool_2d(x, (window_h, window_w), (self.stride, self.stride), padding,
-                       kernels=self.kernels)
+    return max_pool_2d(
+        x, (window_h, window_w), (self.stride, self.stride), padding, kernels=self.kernels
+    )
 
 
 def valid_avg_pool(x: jax.Array, window: Sequence[int], stride: int) -> jax.Array:
@@ -168,14 +177,15 @@ def valid_avg_pool(x: jax.Array, window: Sequence[int], stride: int) -> jax.Arra
   """
   height, width = x.shape[-3:-1]
   if window[0] > height or window[1] > width:
-    raise ValueError(f"a {window[0]}x{window[1]} pool needs at least that input, got "
-                     f"{height}x{width}")
+    raise ValueError(
+        f"a {window[0]}x{window[1]} pool needs at least that input, got " f"{height}x{width}"
+    )
 
   def axis_matrix(size: int, length: int) -> np.ndarray:
     starts = range(0, size - length + 1, stride)
     matrix = np.zeros((len(starts), size), np.float32)
     for row, start in enumerate(starts):
-      matrix[row, start:start + length] = 1.0 / length
+      matrix[row, start : start + length] = 1.0 / length
     return matrix
 
   rows, cols = axis_matrix(height, window[0]), axis_matrix(width, window[1])
@@ -192,12 +202,15 @@ def adaptive_avg_pool(x: jax.Array, output_size: Sequence[int]) -> jax.Array:
   Used by the torchvision layout's auxiliary heads; bins may overlap (14 -> 4 gives windows of
   4 starting at 0, 3, 7, 10), which a strided pool cannot express.
   """
+
   def pool_axis(values: jax.Array, axis: int, out: int) -> jax.Array:
     size = values.shape[axis]
     bins = []
     for i in range(out):
       start, end = (i * size) // out, -((-(i + 1) * size) // out)
-      bins.append(jnp.mean(jax.lax.slice_in_dim(values, start, end, axis=axis), axis=axis, keepdims=True))
+      bins.append(
+          jnp.mean(jax.lax.slice_in_dim(values, start, end, axis=axis), axis=axis, keepdims=True)
+      )
     return jnp.concatenate(bins, axis=axis)
 
   out_h, out_w = output_size

@@ -13,9 +13,11 @@ ValueError naming any field it does not know. Its module must return a Flax modu
 `inception.GoogLeNetOutput`), which the training step and the evaluators read. Builders named
 by a "module:function" string are imported on first use, so registering costs no import.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import flax.linen as nn
 
@@ -23,10 +25,14 @@ from runtime.registry import Registry
 
 Builder = Callable[..., nn.Module]
 DEFAULT_MODEL = "googlenet"
-MODELS: Registry[Builder] = Registry("config.model.name", "inception.models.register_model", {
-    # GoogLeNet of any named variant: 'paper', 'bn', 'torchvision' (inception/variants.py).
-    "googlenet": "inception.variants:create_model",
-})
+MODELS: Registry[Builder] = Registry(
+    "config.model.name",
+    "inception.models.register_model",
+    {
+        # GoogLeNet of any named variant: 'paper', 'bn', 'torchvision' (inception/variants.py).
+        "googlenet": "inception.variants:create_model",
+    },
+)
 
 
 def register_model(name: str, builder: Builder | str) -> None:

@@ -8,16 +8,18 @@ kernel size x output positions of every conv and dense layer. The paper's printe
 beside the computed ones; rows where they disagree by more than 3% are flagged (docs/paper_notes.md, "Table 1 and its misprints":
 conv1, 4c params and 5a are known misprints in Table 1).
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, Sequence
 import dataclasses
 import math
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
-import jax
-import jax.numpy as jnp
 from absl import app, flags
 from flax.traverse_util import flatten_dict
+import jax
+import jax.numpy as jnp
 
 from inception import paper
 from inception.googlenet import GoogLeNet
@@ -32,8 +34,10 @@ class LayerCost:
   params: int = 0  # everything trainable: kernels, biases, BN scale and offset
   macs: int = 0  # multiply-adds for one image
 
-  def __add__(self, other: "LayerCost") -> "LayerCost":
-    return LayerCost(self.weights + other.weights, self.params + other.params, self.macs + other.macs)
+  def __add__(self, other: LayerCost) -> LayerCost:
+    return LayerCost(
+        self.weights + other.weights, self.params + other.params, self.macs + other.macs
+    )
 
 
 @dataclasses.dataclass
@@ -53,8 +57,10 @@ class Row:
     if self.printed is None:
       return []
     flagged = []
-    for label, ours, printed in (("params", self.cost.weights / 1024, self.printed.params_k),
-                                 ("ops", self.cost.macs / 1e6, self.printed.ops_m)):
+    for label, ours, printed in (
+        ("params", self.cost.weights / 1024, self.printed.params_k),
+        ("ops", self.cost.macs / 1e6, self.printed.ops_m),
+    ):
       if printed is not None and abs(ours - printed) > paper.FLAG_RELATIVE_TOLERANCE * printed:
         flagged.append(label)
     return flagged
@@ -121,21 +127,47 @@ def build_report(model: GoogLeNet, image_size: int = 224) -> Report:
   def inception_row(tag: str) -> Row:
     name = f"inception_{tag}"
     channels = tuple(_out_channels(params, name, conv) for conv in _BRANCH_CONVS)
-    return Row(name, f"inception ({tag})", "", out_shape(name), 2, channels,
-               _cost_under(costs, name), paper.PRINTED[name])
+    return Row(
+        name,
+        f"inception ({tag})",
+        "",
+        out_shape(name),
+        2,
+        channels,
+        _cost_under(costs, name),
+        paper.PRINTED[name],
+    )
 
   rows = [
-      Row("conv1", "convolution", "7x7/2", out_shape("conv1"), 1, (),
-          _cost_under(costs, "conv1"), paper.PRINTED["conv1"]),
+      Row(
+          "conv1",
+          "convolution",
+          "7x7/2",
+          out_shape("conv1"),
+          1,
+          (),
+          _cost_under(costs, "conv1"),
+          paper.PRINTED["conv1"],
+      ),
       pool_row("pool1", 3),
-      Row("conv2", "convolution", "3x3/1", out_shape("conv2"), 2,
+      Row(
+          "conv2",
+          "convolution",
+          "3x3/1",
+          out_shape("conv2"),
+          2,
           (0, _out_channels(params, "conv2_reduce"), _out_channels(params, "conv2"), 0, 0, 0),
-          _cost_under(costs, "conv2_reduce", "conv2"), paper.PRINTED["conv2"]),
+          _cost_under(costs, "conv2_reduce", "conv2"),
+          paper.PRINTED["conv2"],
+      ),
       pool_row("pool2", 3),
-      inception_row("3a"), inception_row("3b"), pool_row("pool3", 3),
+      inception_row("3a"),
+      inception_row("3b"),
+      pool_row("pool3", 3),
       *(inception_row(tag) for tag in ("4a", "4b", "4c", "4d", "4e")),
       pool_row("pool4", model.pool4_window),
-      inception_row("5a"), inception_row("5b"),
+      inception_row("5a"),
+      inception_row("5b"),
   ]
   final_map = out_shape("inception_5b")
   features = out_shape("pool5")
@@ -143,13 +175,22 @@ def build_report(model: GoogLeNet, image_size: int = 224) -> Report:
   rows += [
       Row("pool5", "avg pool", f"{final_map[0]}x{final_map[1]}/1", (1, 1) + features, 0),
       Row("dropout", f"dropout ({model.dropout_rate:.0%})", "", (1, 1) + features, 0),
-      Row("classifier", "linear", "", logits_shape, 1, (), _cost_under(costs, "classifier"),
-          paper.PRINTED["classifier"]),
+      Row(
+          "classifier",
+          "linear",
+          "",
+          logits_shape,
+          1,
+          (),
+          _cost_under(costs, "classifier"),
+          paper.PRINTED["classifier"],
+      ),
       Row("softmax", "softmax", "", logits_shape, 0),
   ]
   aux_rows = [
       Row(name, f"aux head ({name[-2:]})", "", logits_shape, 3, (), _cost_under(costs, name))
-      for name in ("aux_4a", "aux_4d") if name in params
+      for name in ("aux_4a", "aux_4d")
+      if name in params
   ]
   total = sum((row.cost for row in rows), LayerCost())
   total_with_aux = sum((row.cost for row in aux_rows), total)
@@ -169,8 +210,18 @@ def _fmt_total_macs(macs: int) -> str:
 
 
 def _table_lines(rows: Sequence[Row]) -> Iterator[str]:
-  header = ("type", "patch/stride", "output size", "depth", *CHANNEL_COLUMNS,
-            "params", "paper", "ops", "paper", "flag")
+  header = (
+      "type",
+      "patch/stride",
+      "output size",
+      "depth",
+      *CHANNEL_COLUMNS,
+      "params",
+      "paper",
+      "ops",
+      "paper",
+      "flag",
+  )
   yield "| " + " | ".join(header) + " |"
   yield "|" + "---|" * len(header)
   for row in rows:
@@ -178,7 +229,11 @@ def _table_lines(rows: Sequence[Row]) -> Iterator[str]:
     has_cost = row.cost.weights > 0
     printed = row.printed
     cells = (
-        row.kind, row.patch, "x".join(map(str, row.output)), str(row.depth), *channels,
+        row.kind,
+        row.patch,
+        "x".join(map(str, row.output)),
+        str(row.depth),
+        *channels,
         _fmt_k(row.cost.weights) if has_cost else "",
         f"{printed.params_k:g}K" if printed and printed.params_k is not None else "",
         _fmt_m(row.cost.macs) if has_cost else "",
@@ -202,7 +257,12 @@ def format_report(report: Report, title: str) -> str:
       *_table_lines(report.rows),
   ]
   if report.aux_rows:
-    lines += ["", "Auxiliary heads (training only; not in Table 1):", "", *_table_lines(report.aux_rows)]
+    lines += [
+        "",
+        "Auxiliary heads (training only; not in Table 1):",
+        "",
+        *_table_lines(report.aux_rows),
+    ]
   total, with_aux = report.total, report.total_with_aux
   lines += [
       "",
@@ -217,20 +277,23 @@ def format_report(report: Report, title: str) -> str:
   return "\n".join(lines)
 
 
-def print_report(variant: str = "paper", image_size: int = 224, width: float = 1.0,
-                 num_classes: int = 1000) -> None:
-  from inception.variants import create_model  # pylint: disable=g-import-not-at-top
+def print_report(
+    variant: str = "paper", image_size: int = 224, width: float = 1.0, num_classes: int = 1000
+) -> None:
+  from inception.variants import create_model
 
   model = create_model(variant, width=width, num_classes=num_classes)
   report = build_report(model, image_size)
-  title = (f"GoogLeNet `{variant}` at {image_size}x{image_size}, width {width:g}, "
-           f"{num_classes} classes")
+  title = (
+      f"GoogLeNet `{variant}` at {image_size}x{image_size}, width {width:g}, "
+      f"{num_classes} classes"
+  )
   print(format_report(report, title))
 
 
 def define_flags() -> None:
   """Called only when run as a program, so importing this module registers no global flags."""
-  from inception.variants import VARIANTS  # pylint: disable=g-import-not-at-top
+  from inception.variants import VARIANTS
 
   flags.DEFINE_enum("variant", "paper", sorted(VARIANTS), "Model variant.")
   flags.DEFINE_integer("image_size", 224, "Input height and width.")
@@ -241,8 +304,9 @@ def define_flags() -> None:
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  print_report(flags.FLAGS.variant, flags.FLAGS.image_size, flags.FLAGS.width,
-               flags.FLAGS.num_classes)
+  print_report(
+      flags.FLAGS.variant, flags.FLAGS.image_size, flags.FLAGS.width, flags.FLAGS.num_classes
+  )
 
 
 if __name__ == "__main__":

@@ -25,15 +25,17 @@ field: feed it `config.data.normalization = 'unit'` (RGB in [-1, 1]) and it sees
 torchvision's first conv sees. With 'imagenet' normalisation it would behave like torchvision with
 `transform_input=False`, which is not how the published weights were trained.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
 import dataclasses
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
+from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import logging
 
 from inception.variants import create_model
 
@@ -67,7 +69,8 @@ class TorchvisionWeightsError(ValueError):
     lines = "\n  ".join(problems)
     super().__init__(
         f"The state dict does not match torchvision's GoogLeNet layout "
-        f"(num_classes={num_classes}); {len(problems)} problem(s):\n  {lines}")
+        f"(num_classes={num_classes}); {len(problems)} problem(s):\n  {lines}"
+    )
 
 
 @dataclasses.dataclass
@@ -166,7 +169,8 @@ def _target_tree(config: Mapping[str, Any]) -> dict[str, Any]:
   """Shapes of the model's variables, from `jax.eval_shape` (nothing is computed)."""
   model = _model(config)
   return jax.eval_shape(
-      lambda: model.init({"params": jax.random.key(0)}, jnp.zeros(_INIT_SHAPE), train=False))
+      lambda: model.init({"params": jax.random.key(0)}, jnp.zeros(_INIT_SHAPE), train=False)
+  )
 
 
 def fresh_aux_heads(config: Mapping[str, Any], seed: int) -> dict[str, Any]:
@@ -196,8 +200,13 @@ def _get(tree: Mapping, path: tuple[str, ...]) -> Any:
   return tree
 
 
-def convert_state_dict(state_dict: Mapping[str, np.ndarray], *, num_classes: int | None = None,
-                       aux_heads: bool = True, seed: int = 0) -> Conversion:
+def convert_state_dict(
+    state_dict: Mapping[str, np.ndarray],
+    *,
+    num_classes: int | None = None,
+    aux_heads: bool = True,
+    seed: int = 0,
+) -> Conversion:
   """Converts torchvision GoogLeNet tensors (name -> array) to our variables.
 
   num_classes: defaults to the size of the file's classifier (`fc.weight`); a different value
@@ -222,8 +231,11 @@ def convert_state_dict(state_dict: Mapping[str, np.ndarray], *, num_classes: int
     layout += aux_layout
   expected = {t.torch_name: t for t in layout}
   # Names that may be present without being converted.
-  skippable = {t.torch_name.rsplit(".", 1)[0] + IGNORED_SUFFIX
-               for t in layout + aux_layout if t.torch_name.endswith(".bn.weight")}
+  skippable = {
+      t.torch_name.rsplit(".", 1)[0] + IGNORED_SUFFIX
+      for t in layout + aux_layout
+      if t.torch_name.endswith(".bn.weight")
+  }
   if not aux_heads:
     skippable |= {t.torch_name for t in aux_layout}
 
@@ -238,8 +250,9 @@ def convert_state_dict(state_dict: Mapping[str, np.ndarray], *, num_classes: int
       continue
     value = arrays[tensor.torch_name]
     if tuple(value.shape) != want:
-      problems.append(f"mis-shaped: {tensor.torch_name} has shape {tuple(value.shape)}, "
-                      f"expected {want}")
+      problems.append(
+          f"mis-shaped: {tensor.torch_name} has shape {tuple(value.shape)}, " f"expected {want}"
+      )
       continue
     if not np.issubdtype(value.dtype, np.floating):
       problems.append(f"wrong dtype: {tensor.torch_name} is {value.dtype}, expected floating point")
@@ -263,8 +276,12 @@ def convert_state_dict(state_dict: Mapping[str, np.ndarray], *, num_classes: int
       for name, subtree in heads.items():
         variables[collection][name] = subtree
     fresh = list(AUX_HEADS.values())
-    logging.warning("The state dict has no aux1.*/aux2.* tensors: aux heads %s initialised "
-                    "fresh (model init, seed %d).", fresh, seed)
+    logging.warning(
+        "The state dict has no aux1.*/aux2.* tensors: aux heads %s initialised "
+        "fresh (model init, seed %d).",
+        fresh,
+        seed,
+    )
 
   # Guard against a layout table that drifts from the model: same tree, same shapes.
   got = jax.tree.map(lambda x: x.shape, variables)

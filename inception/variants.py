@@ -1,4 +1,5 @@
 """Named GoogLeNet variants, selected by config rather than by copies of the model code."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,9 +19,17 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # torchvision `googlenet`: BN with eps 1e-3 (torch momentum 0.1 = flax 0.9), 3x3 kernels in
     # the "5x5" branch, a 2x2/2 pool4, adaptive 4x4 aux pooling, dropout 0.2, N(0, 0.01) init.
     "torchvision": dict(
-        batch_norm=True, lrn=False, bn_epsilon=1e-3, bn_momentum=0.9, conv5x5_kernel=3,
-        pool4_window=2, aux_pool="adaptive", dropout_rate=0.2, kernel_init="torchvision",
-        conv_bias_init=0.0),
+        batch_norm=True,
+        lrn=False,
+        bn_epsilon=1e-3,
+        bn_momentum=0.9,
+        conv5x5_kernel=3,
+        pool4_window=2,
+        aux_pool="adaptive",
+        dropout_rate=0.2,
+        kernel_init="torchvision",
+        conv_bias_init=0.0,
+    ),
 }
 
 _DTYPE_FIELDS = ("dtype", "param_dtype")
@@ -41,7 +50,9 @@ def create_model(variant: str = "paper", **overrides: Any) -> GoogLeNet:
     raise ValueError(f"Unknown model variant {variant!r}; choose one of {sorted(VARIANTS)}.")
   unknown = sorted(set(overrides) - set(model_fields()))
   if unknown:
-    raise ValueError(f"Unknown GoogLeNet field(s) {unknown}; valid fields are {list(model_fields())}.")
+    raise ValueError(
+        f"Unknown GoogLeNet field(s) {unknown}; valid fields are {list(model_fields())}."
+    )
   fields = {**VARIANTS[variant], **overrides}
   for key in _DTYPE_FIELDS:
     if isinstance(fields.get(key), str):

@@ -4,13 +4,14 @@ Config files start from `default_data_config()` and override a few fields; the c
 the ConfigDict, so a misspelt key (`--config.data.crop_ares_range=...`) is rejected instead of
 silently ignored. `validate_data_config` turns bad values into errors that name the field.
 """
+
 import ml_collections
 from ml_collections import config_dict
 
-NORMALIZATIONS = ('imagenet', 'caffe', 'unit')
-ON_CORRUPT_CHOICES = ('skip', 'raise')
-TRAIN_ORDERS = ('per_process', 'global')
-FOLDER_CHECKS = ('decode', 'header')
+NORMALIZATIONS = ("imagenet", "caffe", "unit")
+ON_CORRUPT_CHOICES = ("skip", "raise")
+TRAIN_ORDERS = ("per_process", "global")
+FOLDER_CHECKS = ("decode", "header")
 
 
 def default_data_config() -> ml_collections.ConfigDict:
@@ -20,15 +21,15 @@ def default_data_config() -> ml_collections.ConfigDict:
   # Where examples come from: 'digits' (8x8 digits shipped in scikit-learn, no download),
   # 'tfds:<name>' (e.g. 'tfds:imagenet2012', 'tfds:imagenette', 'tfds:cifar10') or
   # 'folder:<root>' (root/<class>/<image>, optionally root/train/... and root/val/...).
-  config.source = 'digits'
+  config.source = "digits"
   # TFDS data_dir (None: TFDS default, $TFDS_DATA_DIR or ~/tensorflow_datasets). ImageNet's
   # tar files go in <data_dir>/downloads/manual.
   config.data_dir = config_dict.placeholder(str)  # typed None: --config.data.data_dir=DIR works
   # Split names per source: digits 'train'/'test'; folder 'train'/'val' (or 'all');
   # TFDS the dataset's own names, e.g. imagenet2012 and imagenette 'train'/'validation',
   # cifar10 'train'/'test'; TFDS slicing such as 'train[:90%]' works too.
-  config.train_split = 'train'
-  config.eval_split = 'test'
+  config.train_split = "train"
+  config.eval_split = "test"
   # Folder without train/ and val/ subfolders: this fraction of each class (chosen by a fixed
   # hash of the file name, so the split never changes) becomes 'val'. 0.0 puts every image in
   # 'train'.
@@ -37,10 +38,10 @@ def default_data_config() -> ml_collections.ConfigDict:
   # file (JPEGs at 1/8 scale, so it is cheap); 'header' reads only each file's first bytes
   # (format) and last KB (the trailer a truncated file lacks), for folders too large to decode
   # up front. Both skip truncated files, so no run meets one later in tf.data.
-  config.folder_check = 'decode'
+  config.folder_check = "decode"
   # A corrupt or non-image file in an image folder: 'skip' (logged once with its path, counted)
   # or 'raise' (error naming the file).
-  config.on_corrupt = 'skip'
+  config.on_corrupt = "skip"
 
   config.image_size = 224
   # Shuffle buffer for sources that stream (TFDS, cached data); folder and digits sources
@@ -60,7 +61,7 @@ def default_data_config() -> ml_collections.ConfigDict:
   #     and decodes only its own rows of each global batch. The batches are the same for any
   #     process count (a run resumed on another slice continues the same stream), at the cost
   #     of every process reading every record. Identical to 'per_process' on one process.
-  config.train_order = 'per_process'
+  config.train_order = "per_process"
 
   # Inception crop (GoogLeNet paper, section 6): area uniform in [8%, 100%] of the image,
   # aspect ratio in [3/4, 4/3]; a centre crop when no sampled box fits.
@@ -84,7 +85,7 @@ def default_data_config() -> ml_collections.ConfigDict:
 
   # Input normalisation expected by the model variant: 'imagenet' (RGB in [0, 1], torchvision
   # mean/std), 'caffe' (BGR in 0..255 minus 104, 117, 123), 'unit' (RGB in [-1, 1]).
-  config.normalization = 'imagenet'
+  config.normalization = "imagenet"
   # Evaluation resizes the shorter side to round(image_size * ratio), then centre-crops
   # image_size: 256 for 224 as in the paper's single-crop numbers.
   config.eval_resize_ratio = 256 / 224
@@ -95,37 +96,37 @@ def validate_data_config(config: ml_collections.ConfigDict) -> None:
   """Raises ValueError naming the `data.*` field whose value cannot work."""
 
   def fail(field, problem):
-    raise ValueError(f'config.data.{field}={config[field]!r}: {problem}')
+    raise ValueError(f"config.data.{field}={config[field]!r}: {problem}")
 
   if config.normalization not in NORMALIZATIONS:
-    fail('normalization', f'must be one of {NORMALIZATIONS}')
+    fail("normalization", f"must be one of {NORMALIZATIONS}")
   if config.train_order not in TRAIN_ORDERS:
-    fail('train_order', f'must be one of {TRAIN_ORDERS}')
+    fail("train_order", f"must be one of {TRAIN_ORDERS}")
   if config.on_corrupt not in ON_CORRUPT_CHOICES:
-    fail('on_corrupt', f'must be one of {ON_CORRUPT_CHOICES}')
+    fail("on_corrupt", f"must be one of {ON_CORRUPT_CHOICES}")
   if config.folder_check not in FOLDER_CHECKS:
-    fail('folder_check', f'must be one of {FOLDER_CHECKS}')
+    fail("folder_check", f"must be one of {FOLDER_CHECKS}")
   if config.image_size < 1:
-    fail('image_size', 'must be a positive number of pixels')
+    fail("image_size", "must be a positive number of pixels")
   if config.eval_resize_ratio < 1.0:
-    fail('eval_resize_ratio', 'must be >= 1 (the centre crop cannot exceed the resized image)')
+    fail("eval_resize_ratio", "must be >= 1 (the centre crop cannot exceed the resized image)")
   low, high = config.crop_area_range
   if not 0.0 < low <= high <= 1.0:
-    fail('crop_area_range', 'needs 0 < min <= max <= 1 (fractions of the image area)')
+    fail("crop_area_range", "needs 0 < min <= max <= 1 (fractions of the image area)")
   low, high = config.crop_aspect_range
   if not 0.0 < low <= high:
-    fail('crop_aspect_range', 'needs 0 < min <= max (width / height)')
+    fail("crop_aspect_range", "needs 0 < min <= max (width / height)")
   if config.crop_max_attempts < 1:
-    fail('crop_max_attempts', 'must be at least 1')
+    fail("crop_max_attempts", "must be at least 1")
   if not 0.0 <= config.folder_val_fraction < 1.0:
-    fail('folder_val_fraction', 'must be in [0, 1)')
+    fail("folder_val_fraction", "must be in [0, 1)")
   if config.shuffle_buffer < 1:
-    fail('shuffle_buffer', 'must be at least 1')
-  for field in ('brightness', 'contrast', 'saturation', 'pca_lighting'):
+    fail("shuffle_buffer", "must be at least 1")
+  for field in ("brightness", "contrast", "saturation", "pca_lighting"):
     if config[field] < 0:
-      fail(field, 'must be >= 0 (0 switches the distortion off)')
+      fail(field, "must be >= 0 (0 switches the distortion off)")
   if not 0.0 <= config.hue <= 0.5:
-    fail('hue', 'must be in [0, 0.5] (0 switches the distortion off)')
+    fail("hue", "must be in [0, 0.5] (0 switches the distortion off)")
   if config.contrast >= 1 or config.saturation >= 1:
-    field = 'contrast' if config.contrast >= 1 else 'saturation'
-    fail(field, 'must be < 1: the random factor is drawn from [1 - s, 1 + s]')
+    field = "contrast" if config.contrast >= 1 else "saturation"
+    fail(field, "must be < 1: the random factor is drawn from [1 - s, 1 + s]")

@@ -6,7 +6,8 @@ decoded uint8 [H, W, 3] tensor (digits, caches). JPEG bytes get the fused
 Inception crop of a large photo); PNG, GIF and BMP go through `tf.io.decode_image`.
 Grayscale and CMYK JPEGs come out as RGB too: libjpeg converts them when asked for 3 channels.
 """
-from typing import Callable
+
+from collections.abc import Callable
 
 import tensorflow as tf
 
@@ -58,7 +59,7 @@ def _crop(pixels: tf.Tensor, box: tf.Tensor) -> tf.Tensor:
 
 def _as_uint8_rgb(pixels: tf.Tensor) -> tf.Tensor:
   if pixels.dtype != tf.uint8:
-    raise TypeError(f'decoded images must be uint8, got {pixels.dtype}')
+    raise TypeError(f"decoded images must be uint8, got {pixels.dtype}")
   if pixels.shape.rank == 2:
     pixels = pixels[..., tf.newaxis]
   if pixels.shape[-1] == 1:

@@ -6,6 +6,7 @@ Images are upscaled to the configured size and the grey value is replicated to R
 same model and augmentation code runs on them as on photos. Everything stays in memory as
 8x8 arrays (115 kB); upscaling happens per example, lazily, inside tf.data.
 """
+
 import functools
 import re
 
@@ -13,36 +14,39 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
-from input_pipeline import sharding
-from input_pipeline import sources
+from input_pipeline import sharding, sources
 
 NUM_CLASSES = 10
 TEST_SIZE = 360  # 1,797 - 360 = 1,437 training images
 SPLIT_SEED = 0  # fixed forever: changing it would change every reported digits number
-SPLIT_ALIASES = {'validation': 'test'}
+SPLIT_ALIASES = {"validation": "test"}
 
 
 @functools.cache
 def digits_splits() -> dict[str, tuple[np.ndarray, np.ndarray]]:
   """{'train', 'test', 'all'} -> (uint8 images [N, 8, 8] in 0..255, int32 labels [N])."""
-  from sklearn import datasets as sklearn_datasets  # pylint: disable=g-import-not-at-top
-  from sklearn import model_selection  # pylint: disable=g-import-not-at-top
+  from sklearn import datasets as sklearn_datasets
+  from sklearn import model_selection
 
   digits = sklearn_datasets.load_digits()
   images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)
   labels = digits.target.astype(np.int32)
   train_index, test_index = model_selection.train_test_split(
-      np.arange(len(labels)), test_size=TEST_SIZE, stratify=labels, random_state=SPLIT_SEED)
+      np.arange(len(labels)), test_size=TEST_SIZE, stratify=labels, random_state=SPLIT_SEED
+  )
   # Sorted, so the ordered (evaluation) stream follows the original file order.
-  splits = {'train': np.sort(train_index), 'test': np.sort(test_index),
-            'all': np.arange(len(labels))}
+  splits = {
+      "train": np.sort(train_index),
+      "test": np.sort(test_index),
+      "all": np.arange(len(labels)),
+  }
   return {name: (images[index], labels[index]) for name, index in splits.items()}
 
 
 def upscale_to_rgb(image: tf.Tensor, image_size: int) -> tf.Tensor:
   """uint8 [8, 8] -> uint8 [S, S, 3]: bilinear upscaling, grey copied to three channels."""
   grey = tf.cast(image[..., tf.newaxis], tf.float32)
-  resized = tf.image.resize(grey, [image_size, image_size], method='bilinear')
+  resized = tf.image.resize(grey, [image_size, image_size], method="bilinear")
   resized = tf.cast(tf.round(tf.clip_by_value(resized, 0.0, 255.0)), tf.uint8)
   return tf.image.grayscale_to_rgb(resized)
 
@@ -67,9 +71,11 @@ class DigitsSource(sources.Source):
     name = SPLIT_ALIASES.get(name, name)
     splits = digits_splits()
     if name not in splits:
-      raise ValueError(f"digits has splits 'train', 'test' (or 'validation') and 'all', or a "
-                       f"slice of one such as 'test[:60]'; got split {split!r} "
-                       "(config.data.train_split / eval_split)")
+      raise ValueError(
+          f"digits has splits 'train', 'test' (or 'validation') and 'all', or a "
+          f"slice of one such as 'test[:60]'; got split {split!r} "
+          "(config.data.train_split / eval_split)"
+      )
     images, labels = splits[name]
     part = slice(int(start) if start else None, int(stop) if stop else None)
     if sliced and not len(labels[part]):
@@ -88,15 +94,14 @@ class DigitsSource(sources.Source):
     image_size = self._image_size
 
     def example(index):
-      return {'image': upscale_to_rgb(images[index], image_size), 'label': labels[index]}
+      return {"image": upscale_to_rgb(images[index], image_size), "label": labels[index]}
 
     def ordered():
       return tf.data.Dataset.range(num_local).map(example)
 
     def shuffled(seed):
       # A full uniform permutation each epoch: the data is in memory, so no buffer is needed.
-      order = tf.random.experimental.stateless_shuffle(tf.range(num_local, dtype=tf.int64),
-                                                       seed)
+      order = tf.random.experimental.stateless_shuffle(tf.range(num_local, dtype=tf.int64), seed)
       return tf.data.Dataset.from_tensor_slices(order).map(example)
 
     return sources.Shard(num_examples=num_local, ordered=ordered, shuffled=shuffled)

@@ -6,7 +6,8 @@ paper's "1 crop" column of Table 3; the 10- and 144-crop schemes (docs/paper_not
 view functions of the same shape built by the classification evaluator
 (`eval.multi_crop.view_function`) and passed to `create_eval_dataset(view=...)`.
 """
-from typing import Callable, Union
+
+from collections.abc import Callable
 
 import ml_collections
 import tensorflow as tf
@@ -32,7 +33,7 @@ def resize_shorter_side(image: tf.Tensor, size: int) -> tf.Tensor:
   scale = tf.cast(size, tf.float32) / tf.reduce_min(hw)
   # max(size, ...) guards the shorter side against rounding down to size - 1.
   new_hw = tf.maximum(tf.cast(tf.round(hw * scale), tf.int32), size)
-  resized = tf.image.resize(image, new_hw, method='bilinear', antialias=True)
+  resized = tf.image.resize(image, new_hw, method="bilinear", antialias=True)
   return tf.clip_by_value(resized, 0.0, 255.0)
 
 
@@ -41,7 +42,7 @@ def center_crop(image: tf.Tensor, size: int) -> tf.Tensor:
   hw = tf.shape(image)[:2]
   offset_y = (hw[0] - size) // 2
   offset_x = (hw[1] - size) // 2
-  cropped = image[offset_y:offset_y + size, offset_x:offset_x + size]
+  cropped = image[offset_y : offset_y + size, offset_x : offset_x + size]
   cropped.set_shape([size, size, image.shape[-1]])
   return cropped
 
@@ -51,11 +52,12 @@ def center_crop_view(image: tf.Tensor, image_size: int, resize_size: int) -> tf.
   return center_crop(resize_shorter_side(image, resize_size), image_size)[tf.newaxis]
 
 
-VIEW_FUNCTIONS: dict[str, ViewFunction] = {'center': center_crop_view}
+VIEW_FUNCTIONS: dict[str, ViewFunction] = {"center": center_crop_view}
 
 
-def preprocess_for_eval(image: tf.Tensor, config: ml_collections.ConfigDict,
-                        view: Union[str, ViewFunction] = 'center') -> tf.Tensor:
+def preprocess_for_eval(
+    image: tf.Tensor, config: ml_collections.ConfigDict, view: str | ViewFunction = "center"
+) -> tf.Tensor:
   """uint8 [H, W, 3] -> normalised float32 views [V, S, S, 3], or [S, S, 3] when V == 1.
 
   `view` is a name in VIEW_FUNCTIONS or a view function. A single view is squeezed so

@@ -13,6 +13,7 @@ Normalisation: pretrained weights only work with the statistics they were traine
 torchvision's GoogLeNet expects 'imagenet', BVLC Caffe's bvlc_googlenet expects 'caffe',
 TF-slim's inception_v1 expects 'unit'.
 """
+
 import tensorflow as tf
 
 # Eigen-decomposition of the RGB covariance of ImageNet training pixels scaled to [0, 1], as
@@ -25,9 +26,15 @@ IMAGENET_EIGENVECTORS = (
 )
 
 
-def colour_distortions(image: tf.Tensor, seed: tf.Tensor, *, brightness: float = 0.0,
-                       contrast: float = 0.0, saturation: float = 0.0,
-                       hue: float = 0.0) -> tf.Tensor:
+def colour_distortions(
+    image: tf.Tensor,
+    seed: tf.Tensor,
+    *,
+    brightness: float = 0.0,
+    contrast: float = 0.0,
+    saturation: float = 0.0,
+    hue: float = 0.0,
+) -> tf.Tensor:
   """Random brightness, contrast, saturation and hue; each strength 0 means off.
 
   brightness: additive delta drawn from [-b, b].
@@ -36,7 +43,8 @@ def colour_distortions(image: tf.Tensor, seed: tf.Tensor, *, brightness: float =
   Values are clipped to [0, 1] after every step so the HSV conversions see valid colours.
   """
   brightness_seed, contrast_seed, saturation_seed, hue_seed = tf.unstack(
-      tf.random.experimental.stateless_split(seed, 4))
+      tf.random.experimental.stateless_split(seed, 4)
+  )
   if brightness > 0:
     image = tf.image.stateless_random_brightness(image, brightness, brightness_seed)
     image = tf.clip_by_value(image, 0.0, 1.0)
@@ -45,7 +53,8 @@ def colour_distortions(image: tf.Tensor, seed: tf.Tensor, *, brightness: float =
     image = tf.clip_by_value(image, 0.0, 1.0)
   if saturation > 0:
     image = tf.image.stateless_random_saturation(
-        image, 1 - saturation, 1 + saturation, saturation_seed)
+        image, 1 - saturation, 1 + saturation, saturation_seed
+    )
     image = tf.clip_by_value(image, 0.0, 1.0)
   if hue > 0:
     image = tf.image.stateless_random_hue(image, hue, hue_seed)
@@ -85,12 +94,12 @@ def normalize(image: tf.Tensor, method: str) -> tf.Tensor:
   'unit':     rgb * 2 - 1, i.e. [-1, 1] (TF-slim Inception, torchvision transform_input).
   """
   image = tf.cast(image, tf.float32)
-  if method == 'imagenet':
+  if method == "imagenet":
     return (image - tf.constant(IMAGENET_MEAN_RGB)) / tf.constant(IMAGENET_STD_RGB)
-  if method == 'caffe':
+  if method == "caffe":
     return image[..., ::-1] * 255.0 - tf.constant(CAFFE_MEAN_BGR)
-  if method == 'unit':
+  if method == "unit":
     return image * 2.0 - 1.0
-  raise ValueError(f"config.data.normalization={method!r}: must be 'imagenet', 'caffe' or "
-                   "'unit'")
-
+  raise ValueError(
+      f"config.data.normalization={method!r}: must be 'imagenet', 'caffe' or " "'unit'"
+  )

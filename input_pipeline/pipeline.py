@@ -14,17 +14,12 @@ processes share them.
 Evaluation (per process): fixed order -> decode -> views -> mask True, then mask-False padding
 to the same number of batches on every process (big_vision's exact evaluation).
 """
-from typing import Optional, Union
 
 import ml_collections
 import tensorflow as tf
 
 from input_pipeline import config as config_lib
-from input_pipeline import decode
-from input_pipeline import eval_preprocess
-from input_pipeline import preprocess
-from input_pipeline import sharding
-from input_pipeline import sources
+from input_pipeline import decode, eval_preprocess, preprocess, sharding, sources
 
 # Purposes folded into the seed so that shuffling and augmentation draw independent streams.
 _SHUFFLE_STREAM = 1
@@ -47,10 +42,15 @@ def _stream_seed(seed: int, process_index: int, purpose: int) -> tf.Tensor:
   return tf.random.experimental.stateless_fold_in(base, purpose)
 
 
-def create_train_dataset(data_config: ml_collections.ConfigDict, global_batch_size: int, *,
-                         seed: Optional[int] = None, start_step: int = 0,
-                         process_index: Optional[int] = None,
-                         process_count: Optional[int] = None) -> tf.data.Dataset:
+def create_train_dataset(
+    data_config: ml_collections.ConfigDict,
+    global_batch_size: int,
+    *,
+    seed: int | None = None,
+    start_step: int = 0,
+    process_index: int | None = None,
+    process_count: int | None = None,
+) -> tf.data.Dataset:
   """Endless per-host batches {'image': float32 [B, S, S, 3], 'label': int32 [B]}.
 
   Args:
@@ -65,22 +65,29 @@ def create_train_dataset(data_config: ml_collections.ConfigDict, global_batch_si
   host_batch = sharding.per_host_batch_size(global_batch_size, process_count)
   seed = data_config.seed if seed is None else seed
   source = sources.get_source(data_config)
-  global_order = data_config.train_order == 'global'
+  global_order = data_config.train_order == "global"
   # In global order every process walks the stream of a single process and keeps its rows.
   stream_index, stream_count = (0, 1) if global_order else (process_index, process_count)
   stream_batch = global_batch_size if global_order else host_batch
   shard = source.shard(data_config.train_split, stream_index, stream_count)
   if shard.num_examples == 0:
-    raise ValueError(f'split {data_config.train_split!r} of {data_config.source!r} has no '
-                     f'examples for process {process_index} of {process_count}')
+    raise ValueError(
+        f"split {data_config.train_split!r} of {data_config.source!r} has no "
+        f"examples for process {process_index} of {process_count}"
+    )
 
   shuffle_seed = _stream_seed(seed, stream_index, _SHUFFLE_STREAM)
   augment_seed = _stream_seed(seed, stream_index, _AUGMENT_STREAM)
   if data_config.cache:
     # Cache decoded full images, before any random choice, so every epoch re-augments them.
-    decoded = shard.ordered().map(
-        lambda example: {**example, 'image': decode.decode_rgb(example['image'])},
-        num_parallel_calls=tf.data.AUTOTUNE).cache()
+    decoded = (
+        shard.ordered()
+        .map(
+            lambda example: {**example, "image": decode.decode_rgb(example["image"])},
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+        .cache()
+    )
     epoch = sources.buffer_shuffled(lambda: decoded, data_config.shuffle_buffer)
   else:
     epoch = shard.shuffled
@@ -88,8 +95,8 @@ def create_train_dataset(data_config: ml_collections.ConfigDict, global_batch_si
   first_example = start_step * stream_batch
   first_epoch, offset_in_epoch = divmod(first_example, shard.num_examples)
   examples = tf.data.Dataset.range(first_epoch, _MAX_EPOCHS).flat_map(
-      lambda epoch_index: epoch(tf.random.experimental.stateless_fold_in(shuffle_seed,
-                                                                         epoch_index)))
+      lambda epoch_index: epoch(tf.random.experimental.stateless_fold_in(shuffle_seed, epoch_index))
+  )
   examples = examples.skip(offset_in_epoch)
   positions = tf.data.Dataset.counter(first_example)
   stream = tf.data.Dataset.zip(positions, examples)
@@ -97,13 +104,15 @@ def create_train_dataset(data_config: ml_collections.ConfigDict, global_batch_si
     # Rows [p * B, (p + 1) * B) of every global batch of G = P * B examples belong to process
     # p; make_array_from_process_local_data puts them there. Dropped before decoding.
     stream = stream.filter(
-        lambda position, _: (position // host_batch) % process_count == process_index)
+        lambda position, _: (position // host_batch) % process_count == process_index
+    )
 
   def augment(position, example):
     example_seed = tf.random.experimental.stateless_fold_in(augment_seed, position)
-    return {'image': preprocess.preprocess_for_train(example['image'], example_seed,
-                                                     data_config),
-            'label': example['label']}
+    return {
+        "image": preprocess.preprocess_for_train(example["image"], example_seed, data_config),
+        "label": example["label"],
+    }
 
   batches = stream.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
   if _may_hold_corrupt_files(data_config):
@@ -114,12 +123,15 @@ def create_train_dataset(data_config: ml_collections.ConfigDict, global_batch_si
   return batches.prefetch(tf.data.AUTOTUNE)
 
 
-def create_eval_dataset(data_config: ml_collections.ConfigDict, global_batch_size: int,
-                        split: Optional[str] = None, *,
-                        process_index: Optional[int] = None,
-                        process_count: Optional[int] = None,
-                        view: Union[str, eval_preprocess.ViewFunction] = 'center'
-                        ) -> tf.data.Dataset:
+def create_eval_dataset(
+    data_config: ml_collections.ConfigDict,
+    global_batch_size: int,
+    split: str | None = None,
+    *,
+    process_index: int | None = None,
+    process_count: int | None = None,
+    view: str | eval_preprocess.ViewFunction = "center",
+) -> tf.data.Dataset:
   """Finite per-host batches {'image': float32 [B, S, S, 3], 'label': int32 [B], 'mask': bool [B]}.
 
   Every example of the split appears exactly once over all processes with mask True; the
@@ -134,29 +146,39 @@ def create_eval_dataset(data_config: ml_collections.ConfigDict, global_batch_siz
   host_batch = sharding.per_host_batch_size(global_batch_size, process_count)
   source = sources.get_source(data_config)
   num_batches = sharding.eval_batches_per_process(
-      source.num_examples(split), host_batch, process_count)
+      source.num_examples(split), host_batch, process_count
+  )
   shard = source.shard(split, process_index, process_count)
   if shard.num_examples > num_batches * host_batch:
-    raise RuntimeError(f'process {process_index} holds {shard.num_examples} examples of '
-                       f'{split!r}, more than the {num_batches} x {host_batch} every process '
-                       'reads; the source sharded the split unevenly.')
+    raise RuntimeError(
+        f"process {process_index} holds {shard.num_examples} examples of "
+        f"{split!r}, more than the {num_batches} x {host_batch} every process "
+        "reads; the source sharded the split unevenly."
+    )
 
   examples = shard.ordered().map(
-      lambda example: {**example, 'image': decode.decode_rgb(example['image'])},
-      num_parallel_calls=tf.data.AUTOTUNE)
+      lambda example: {**example, "image": decode.decode_rgb(example["image"])},
+      num_parallel_calls=tf.data.AUTOTUNE,
+  )
   if data_config.cache:
     examples = examples.cache()
   examples = examples.map(
-      lambda example: {**example, 'image': eval_preprocess.preprocess_for_eval(
-          example['image'], data_config, view)},
-      num_parallel_calls=tf.data.AUTOTUNE)
-  padding = {'image': tf.zeros(examples.element_spec['image'].shape, tf.float32),
-             'label': tf.constant(0, tf.int32)}
+      lambda example: {
+          **example,
+          "image": eval_preprocess.preprocess_for_eval(example["image"], data_config, view),
+      },
+      num_parallel_calls=tf.data.AUTOTUNE,
+  )
+  padding = {
+      "image": tf.zeros(examples.element_spec["image"].shape, tf.float32),
+      "label": tf.constant(0, tf.int32),
+  }
   examples = sharding.pad_with_mask(examples, padding, num_batches * host_batch)
   return examples.batch(host_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
 def _may_hold_corrupt_files(data_config: ml_collections.ConfigDict) -> bool:
   kind, _ = sources.parse_source(data_config.source)
-  return (kind == 'folder' and data_config.folder_check == 'header'
-          and data_config.on_corrupt == 'skip')
+  return (
+      kind == "folder" and data_config.folder_check == "header" and data_config.on_corrupt == "skip"
+  )

@@ -6,22 +6,23 @@ host batches into one global array. For evaluation every process must run the sa
 steps (the sharded step is a collective), so shards are padded to equal numbers of batches and
 the padding carries mask False.
 """
+
 import math
-from typing import Optional
 
 import jax
 import tensorflow as tf
 
 
-def resolve_process(process_index: Optional[int] = None,
-                    process_count: Optional[int] = None) -> tuple[int, int]:
+def resolve_process(
+    process_index: int | None = None, process_count: int | None = None
+) -> tuple[int, int]:
   """Explicit values (tests simulate several hosts with them) or JAX's own."""
   if process_count is None:
     process_count = jax.process_count()
   if process_index is None:
     process_index = jax.process_index()
   if not 0 <= process_index < process_count:
-    raise ValueError(f'process_index={process_index} is not in [0, {process_count})')
+    raise ValueError(f"process_index={process_index} is not in [0, {process_count})")
   return process_index, process_count
 
 
@@ -35,9 +36,9 @@ def process_indices(num_examples: int, process_index: int, process_count: int) -
   return range(process_index, num_examples, process_count)
 
 
-def per_host_batch_size(global_batch_size: int,
-                        process_count: Optional[int] = None,
-                        device_count: Optional[int] = None) -> int:
+def per_host_batch_size(
+    global_batch_size: int, process_count: int | None = None, device_count: int | None = None
+) -> int:
   """global_batch_size / process_count, or a ValueError that says how to fix the config.
 
   `device_count` (the size of the mesh's 'data' axis) is checked too when given: the sharded
@@ -46,16 +47,20 @@ def per_host_batch_size(global_batch_size: int,
   if process_count is None:
     process_count = jax.process_count()
   if global_batch_size < 1:
-    raise ValueError(f'config.batch_size={global_batch_size}: the global batch size must be '
-                     'positive.')
-  for divisor, what in ((process_count, 'the number of processes (jax.process_count())'),
-                        (device_count, "the number of devices on the mesh's 'data' axis")):
+    raise ValueError(
+        f"config.batch_size={global_batch_size}: the global batch size must be " "positive."
+    )
+  for divisor, what in (
+      (process_count, "the number of processes (jax.process_count())"),
+      (device_count, "the number of devices on the mesh's 'data' axis"),
+  ):
     if divisor and global_batch_size % divisor:
       fix = math.ceil(global_batch_size / divisor) * divisor
       raise ValueError(
-          f'config.batch_size={global_batch_size} (the global batch size) is not divisible by '
-          f'{what}, {divisor}; set --config.batch_size to a multiple of {divisor}, '
-          f'e.g. {fix}.')
+          f"config.batch_size={global_batch_size} (the global batch size) is not divisible by "
+          f"{what}, {divisor}; set --config.batch_size to a multiple of {divisor}, "
+          f"e.g. {fix}."
+      )
   return global_batch_size // process_count
 
 
@@ -68,14 +73,13 @@ def eval_batches_per_process(num_examples: int, host_batch_size: int, process_co
   return math.ceil(largest_shard / host_batch_size)
 
 
-def pad_with_mask(examples: tf.data.Dataset, padding_example: dict,
-                  total: int) -> tf.data.Dataset:
+def pad_with_mask(examples: tf.data.Dataset, padding_example: dict, total: int) -> tf.data.Dataset:
   """Adds mask True to each example and appends mask-False padding up to `total` examples.
 
   `padding_example` has the structure of one (unbatched) example without the mask. Padding is
   an endless repeat cut by `take`, so the shard's own size need not be known.
   """
-  real = examples.map(lambda example: {**example, 'mask': tf.constant(True)})
+  real = examples.map(lambda example: {**example, "mask": tf.constant(True)})
   padding = {name: tf.zeros_like(value) for name, value in padding_example.items()}
-  padding = tf.data.Dataset.from_tensors({**padding, 'mask': tf.constant(False)}).repeat()
+  padding = tf.data.Dataset.from_tensors({**padding, "mask": tf.constant(False)}).repeat()
   return real.concatenate(padding).take(total)

@@ -23,27 +23,35 @@ one process's part of a split looks like (a `Shard`). Examples are dicts
 {'image': encoded bytes (tf.string) or uint8 [H, W, 3], 'label': int32}; decoding and
 augmentation happen later in the pipeline, so skipped examples are never decoded.
 """
+
 import abc
+from collections.abc import Callable
 import dataclasses
-from typing import Callable
 
 import ml_collections
 import tensorflow as tf
 
 from runtime.registry import Registry
 
-Factory = Callable[[str, ml_collections.ConfigDict], 'Source']
+Factory = Callable[[str, ml_collections.ConfigDict], "Source"]
 
-SOURCES: Registry[Factory] = Registry('config.data.source kind',
-                                      'input_pipeline.sources.register_source', {
-    'digits': 'input_pipeline.digits:from_config',
-    'tfds': 'input_pipeline.tfds_source:from_config',
-    'folder': 'input_pipeline.folder:from_config',
-    'regions': 'detection.regions:from_config',
-})
+SOURCES: Registry[Factory] = Registry(
+    "config.data.source kind",
+    "input_pipeline.sources.register_source",
+    {
+        "digits": "input_pipeline.digits:from_config",
+        "tfds": "input_pipeline.tfds_source:from_config",
+        "folder": "input_pipeline.folder:from_config",
+        "regions": "detection.regions:from_config",
+    },
+)
 # What the argument after 'kind:' is, for error messages; None: the kind takes none.
-_ARGUMENTS = {'digits': None, 'tfds': '<dataset name>', 'folder': '<root directory>',
-              'regions': '<region record directory>'}
+_ARGUMENTS = {
+    "digits": None,
+    "tfds": "<dataset name>",
+    "folder": "<root directory>",
+    "regions": "<region record directory>",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +62,7 @@ class Shard:
   shuffled: builds one epoch in the order chosen by an int64 [2] seed tensor. Only TensorFlow
     ops, because the training pipeline calls it inside `flat_map`, once per epoch.
   """
+
   num_examples: int
   ordered: Callable[[], tf.data.Dataset]
   shuffled: Callable[[tf.Tensor], tf.data.Dataset]
@@ -85,8 +94,9 @@ def scalar_seed(seed: tf.Tensor) -> tf.Tensor:
   return tf.random.stateless_uniform([], seed, minval=None, maxval=None, dtype=tf.int64)
 
 
-def buffer_shuffled(ordered: Callable[[], tf.data.Dataset],
-                    buffer_size: int) -> Callable[[tf.Tensor], tf.data.Dataset]:
+def buffer_shuffled(
+    ordered: Callable[[], tf.data.Dataset], buffer_size: int
+) -> Callable[[tf.Tensor], tf.data.Dataset]:
   """Epochs for sources without random access: a seeded shuffle buffer over the stream."""
 
   def shuffled(seed):
@@ -95,8 +105,7 @@ def buffer_shuffled(ordered: Callable[[], tf.data.Dataset],
   return shuffled
 
 
-def register_source(kind: str, factory: Factory | str, argument: str | None = '<argument>'
-                    ) -> None:
+def register_source(kind: str, factory: Factory | str, argument: str | None = "<argument>") -> None:
   """Makes `config.data.source='<kind>:<argument>'` build `factory(argument, data_config)`.
 
   `factory` may be a "module:function" string, imported on first use. `argument` describes
@@ -108,12 +117,14 @@ def register_source(kind: str, factory: Factory | str, argument: str | None = '<
 
 def parse_source(source: str) -> tuple[str, str]:
   """'tfds:imagenet2012' -> ('tfds', 'imagenet2012'); 'digits' -> ('digits', '')."""
-  kind, _, argument = source.partition(':')
+  kind, _, argument = source.partition(":")
   if kind in SOURCES and bool(argument) == (_ARGUMENTS[kind] is not None):
     return kind, argument
-  forms = ', '.join(repr(name if _ARGUMENTS[name] is None else f'{name}:{_ARGUMENTS[name]}')
-                    for name in SOURCES.names())
-  raise ValueError(f'config.data.source={source!r}: expected one of {forms}')
+  forms = ", ".join(
+      repr(name if _ARGUMENTS[name] is None else f"{name}:{_ARGUMENTS[name]}")
+      for name in SOURCES.names()
+  )
+  raise ValueError(f"config.data.source={source!r}: expected one of {forms}")
 
 
 def get_source(config: ml_collections.ConfigDict) -> Source:

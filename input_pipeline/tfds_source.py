@@ -6,6 +6,7 @@ fused decode-and-crop for training (flax examples/imagenet, big_vision). Each pr
 own slice of the split via `tfds.even_splits`, which is what `tfds.split_for_jax_process` does,
 with the process index passed explicitly so tests can simulate several hosts.
 """
+
 import ml_collections
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -14,7 +15,7 @@ from input_pipeline import sources
 
 # Files the manual-download datasets need in <data_dir>/downloads/manual.
 MANUAL_FILES = {
-    'imagenet2012': ('ILSVRC2012_img_train.tar', 'ILSVRC2012_img_val.tar'),
+    "imagenet2012": ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar"),
 }
 
 
@@ -27,16 +28,20 @@ class TfdsSource(sources.Source):
     self._builder = tfds.builder(name, data_dir=data_dir)
     self._prepared = False
     features = self._builder.info.features
-    if not ('image' in features and isinstance(features['image'], tfds.features.Image)
-            and 'label' in features
-            and isinstance(features['label'], tfds.features.ClassLabel)):
+    if not (
+        "image" in features
+        and isinstance(features["image"], tfds.features.Image)
+        and "label" in features
+        and isinstance(features["label"], tfds.features.ClassLabel)
+    ):
       raise ValueError(
           f"config.data.source='tfds:{name}': an image-classification dataset needs an 'image' "
-          f"Image feature and a 'label' ClassLabel feature; {name} has {features}")
+          f"Image feature and a 'label' ClassLabel feature; {name} has {features}"
+      )
 
   @property
   def num_classes(self) -> int:
-    return self._builder.info.features['label'].num_classes
+    return self._builder.info.features["label"].num_classes
 
   def num_examples(self, split: str) -> int:
     self._prepare()
@@ -58,20 +63,23 @@ class TfdsSource(sources.Source):
     def ordered():
       return stream
 
-    return sources.Shard(num_examples=_count(stream), ordered=ordered,
-                         shuffled=sources.buffer_shuffled(ordered, self._shuffle_buffer))
+    return sources.Shard(
+        num_examples=_count(stream),
+        ordered=ordered,
+        shuffled=sources.buffer_shuffled(ordered, self._shuffle_buffer),
+    )
 
   def _read(self, split) -> tf.data.Dataset:
     # shuffle_files=False: a fixed file order makes the stream, and hence a resumed run,
     # deterministic; TFDS shuffled the examples across files when it wrote them, and the
     # training pipeline adds a seeded shuffle buffer on top.
     dataset = self._builder.as_dataset(
-        split=split, shuffle_files=False,
-        decoders={'image': tfds.decode.SkipDecoding()})
+        split=split, shuffle_files=False, decoders={"image": tfds.decode.SkipDecoding()}
+    )
     return dataset.map(
-        lambda example: {'image': example['image'],
-                         'label': tf.cast(example['label'], tf.int32)},
-        num_parallel_calls=tf.data.AUTOTUNE)
+        lambda example: {"image": example["image"], "label": tf.cast(example["label"], tf.int32)},
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
 
   def _prepare(self) -> None:
     """Downloads and prepares the dataset once, or says exactly what is missing."""
@@ -80,26 +88,33 @@ class TfdsSource(sources.Source):
       return
     try:
       self._builder.download_and_prepare()
-    except Exception as error:  # pylint: disable=broad-except
+    except Exception as error:
       raise FileNotFoundError(self._missing_data_message(error)) from error
     self._prepared = True
 
   def _missing_data_message(self, error: Exception) -> str:
     data_dir = self._builder.data_dir_root
-    manual_dir = data_dir / 'downloads' / 'manual'
-    base_name = self._name.split('/')[0].split(':')[0]
-    if base_name in MANUAL_FILES or getattr(self._builder, 'MANUAL_DOWNLOAD_INSTRUCTIONS', None):
+    manual_dir = data_dir / "downloads" / "manual"
+    base_name = self._name.split("/")[0].split(":")[0]
+    if base_name in MANUAL_FILES or getattr(self._builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None):
       files = MANUAL_FILES.get(base_name)
-      wanted = (' and '.join(files) if files else
-                f'the files described by TFDS: {self._builder.MANUAL_DOWNLOAD_INSTRUCTIONS.strip()}')
-      return (f'TFDS dataset {self._name!r} is not prepared in {data_dir} and must be downloaded '
-              f'by hand: put {wanted} in {manual_dir} (set config.data.data_dir to use another '
-              f'data directory), then run again; TFDS extracts and prepares it once. '
-              f'Preparing failed with: {type(error).__name__}: {error}')
-    return (f'TFDS dataset {self._name!r} is not prepared in {data_dir} and could not be '
-            f'downloaded ({type(error).__name__}: {error}). Prepare it where there is internet '
-            f'access (`tfds build {self._name} --data_dir=DIR`) and copy DIR here, or point '
-            'config.data.data_dir at an existing TFDS data directory.')
+      wanted = (
+          " and ".join(files)
+          if files
+          else f"the files described by TFDS: {self._builder.MANUAL_DOWNLOAD_INSTRUCTIONS.strip()}"
+      )
+      return (
+          f"TFDS dataset {self._name!r} is not prepared in {data_dir} and must be downloaded "
+          f"by hand: put {wanted} in {manual_dir} (set config.data.data_dir to use another "
+          f"data directory), then run again; TFDS extracts and prepares it once. "
+          f"Preparing failed with: {type(error).__name__}: {error}"
+      )
+    return (
+        f"TFDS dataset {self._name!r} is not prepared in {data_dir} and could not be "
+        f"downloaded ({type(error).__name__}: {error}). Prepare it where there is internet "
+        f"access (`tfds build {self._name} --data_dir=DIR`) and copy DIR here, or point "
+        "config.data.data_dir at an existing TFDS data directory."
+    )
 
 
 def _count(dataset: tf.data.Dataset) -> int:

@@ -6,9 +6,11 @@ devices of the 'data' axis. Transfers are asynchronous, so keeping `size` batche
 (flax's prefetch_to_device pattern) overlaps the copy of batch k+1 with the step on batch k;
 tf.data's own prefetch already overlaps the host-side work.
 """
+
 import collections
+from collections.abc import Iterable, Iterator
 import itertools
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import jax
 from jax.sharding import Mesh, NamedSharding
@@ -27,21 +29,23 @@ def host_batch_to_global(batch: dict[str, Any], sharding: NamedSharding) -> dict
       raise ValueError(
           f"host batch {name!r} has {value.shape[0]} rows, not divisible by this process's "
           f"{local_devices} devices on the 'data' axis; set --config.batch_size to a multiple "
-          f'of jax.device_count() = {jax.device_count()}.')
+          f"of jax.device_count() = {jax.device_count()}."
+      )
     return jax.make_array_from_process_local_data(sharding, value)
 
   return {name: to_global(name, value) for name, value in batch.items()}
 
 
-def prefetch_to_mesh(iterator: Iterable[dict[str, Any]], mesh: Mesh,
-                     size: int = 2) -> Iterator[dict[str, jax.Array]]:
+def prefetch_to_mesh(
+    iterator: Iterable[dict[str, Any]], mesh: Mesh, size: int = 2
+) -> Iterator[dict[str, jax.Array]]:
   """Yields global sharded batches, keeping `size` of them already on their way to devices.
 
   `iterator` yields dicts of numpy arrays (e.g. `dataset.as_numpy_iterator()`); TensorFlow
   tensors are accepted too and converted with np.asarray.
   """
   if size < 1:
-    raise ValueError(f'prefetch size must be at least 1, got {size}')
+    raise ValueError(f"prefetch size must be at least 1, got {size}")
   sharding = batch_sharding(mesh)
   iterator = iter(iterator)
   in_flight = collections.deque()

@@ -16,6 +16,7 @@ averages are updated the same way; the variables have the same names, shapes and
 unchanged. Gradients equal `jax.grad` of the flax layers up to float rounding
 (tests/test_batch_norm.py), including the gradient through the returned batch statistics.
 """
+
 from __future__ import annotations
 
 import functools
@@ -23,8 +24,8 @@ from typing import Any
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 from jax import lax
+import jax.numpy as jnp
 
 Dtype = Any
 
@@ -34,8 +35,9 @@ def _reduce_axes(x: jax.Array) -> tuple[int, ...]:
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def batch_norm_relu(x: jax.Array, scale: jax.Array, bias: jax.Array,
-                    epsilon: float) -> tuple[jax.Array, jax.Array, jax.Array]:
+def batch_norm_relu(
+    x: jax.Array, scale: jax.Array, bias: jax.Array, epsilon: float
+) -> tuple[jax.Array, jax.Array, jax.Array]:
   """relu(batch_norm(x)) over all axes but the last; returns (y, batch mean, batch var)."""
   return _forward(x, scale, bias, epsilon)[0]
 
@@ -84,6 +86,7 @@ batch_norm_relu.defvjp(_forward, _backward)
 
 class BatchNormReLU(nn.Module):
   """`nn.BatchNorm` + `nn.relu` with the same variables, fused; see the module docstring."""
+
   use_running_average: bool = False
   momentum: float = 0.99
   epsilon: float = 1e-5
@@ -93,10 +96,10 @@ class BatchNormReLU(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     features = (x.shape[-1],)
-    running_mean = self.variable("batch_stats", "mean", lambda s: jnp.zeros(s, jnp.float32),
-                                 features)
-    running_var = self.variable("batch_stats", "var", lambda s: jnp.ones(s, jnp.float32),
-                                features)
+    running_mean = self.variable(
+        "batch_stats", "mean", lambda s: jnp.zeros(s, jnp.float32), features
+    )
+    running_var = self.variable("batch_stats", "var", lambda s: jnp.ones(s, jnp.float32), features)
     scale = self.param("scale", nn.initializers.ones, features, self.param_dtype)
     bias = self.param("bias", nn.initializers.zeros, features, self.param_dtype)
     dtype = self.dtype or jnp.result_type(x, scale)

@@ -15,14 +15,16 @@ XLA's Eigen convolutions are faster in all three directions and the im2col path 
 Anything else (strides, padding, dilation, groups, other layouts) goes to
 `lax.conv_general_dilated` unchanged.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 import functools
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import jax
-import jax.numpy as jnp
 from jax import lax
+import jax.numpy as jnp
 
 from kernels import select as kernels_lib
 
@@ -40,30 +42,54 @@ def _is_nhwc_hwio(dimension_numbers: Any) -> bool:
   return tuple(dimension_numbers or ()) == ("NHWC", "HWIO", "NHWC")
 
 
-def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int],
-                         padding: Any, lhs_dilation: Sequence[int] | None = None,
-                         rhs_dilation: Sequence[int] | None = None,
-                         dimension_numbers: Any = None, feature_group_count: int = 1,
-                         batch_group_count: int = 1, precision: Any = None,
-                         preferred_element_type: Any = None, *, kernels: str = "auto"
-                         ) -> jax.Array:
+def conv_general_dilated(
+    lhs: jax.Array,
+    rhs: jax.Array,
+    window_strides: Sequence[int],
+    padding: Any,
+    lhs_dilation: Sequence[int] | None = None,
+    rhs_dilation: Sequence[int] | None = None,
+    dimension_numbers: Any = None,
+    feature_group_count: int = 1,
+    batch_group_count: int = 1,
+    precision: Any = None,
+    preferred_element_type: Any = None,
+    *,
+    kernels: str = "auto",
+) -> jax.Array:
   """Same signature and values as `lax.conv_general_dilated`; see the module docstring."""
   pointwise = (
-      kernels != "xla" and lhs.ndim == 4 and _is_nhwc_hwio(dimension_numbers)
-      and rhs.shape[:2] == (1, 1) and tuple(window_strides) == (1, 1)
-      and not isinstance(padding, str) and _no_padding(padding)
-      and feature_group_count == 1 and batch_group_count == 1
-      and all(d == 1 for d in (lhs_dilation or (1, 1))) and all(d == 1 for d in (rhs_dilation or (1, 1)))
-      and preferred_element_type is None and lhs.dtype == rhs.dtype)
+      kernels != "xla"
+      and lhs.ndim == 4
+      and _is_nhwc_hwio(dimension_numbers)
+      and rhs.shape[:2] == (1, 1)
+      and tuple(window_strides) == (1, 1)
+      and not isinstance(padding, str)
+      and _no_padding(padding)
+      and feature_group_count == 1
+      and batch_group_count == 1
+      and all(d == 1 for d in (lhs_dilation or (1, 1)))
+      and all(d == 1 for d in (rhs_dilation or (1, 1)))
+      and preferred_element_type is None
+      and lhs.dtype == rhs.dtype
+  )
   xla_conv = functools.partial(
-      lax.conv_general_dilated, window_strides=window_strides, padding=padding,
-      lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
-      feature_group_count=feature_group_count, batch_group_count=batch_group_count,
-      precision=precision, preferred_element_type=preferred_element_type)
+      lax.conv_general_dilated,
+      window_strides=window_strides,
+      padding=padding,
+      lhs_dilation=lhs_dilation,
+      rhs_dilation=rhs_dilation,
+      dimension_numbers=dimension_numbers,
+      feature_group_count=feature_group_count,
+      batch_group_count=batch_group_count,
+      precision=precision,
+      preferred_element_type=preferred_element_type,
+  )
   if not pointwise:
     return xla_conv(lhs, rhs)
-  return kernels_lib.select(kernels, functools.partial(_pointwise, precision=precision),
-                            xla_conv, lhs, rhs)
+  return kernels_lib.select(
+      kernels, functools.partial(_pointwise, precision=precision), xla_conv, lhs, rhs
+  )
 
 
 def _no_padding(padding: Any) -> bool:

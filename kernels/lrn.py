@@ -19,13 +19,14 @@ The window is centred and zero-padded at both channel ends, as in Caffe's LRNLay
 `local_response_normalization` (docs/paper_notes.md, "Local response normalisation"). The computation is in float32 for
 every input dtype: the power and the division lose too much in bfloat16.
 """
+
 from __future__ import annotations
 
 import functools
 
 import jax
-import jax.numpy as jnp
 from jax import lax
+import jax.numpy as jnp
 
 
 def _channel_window_sum(v: jax.Array, size: int) -> jax.Array:
@@ -33,7 +34,7 @@ def _channel_window_sum(v: jax.Array, size: int) -> jax.Array:
   half = size // 2
   padded = jnp.pad(v, [(0, 0)] * (v.ndim - 1) + [(half, half)])
   channels = v.shape[-1]
-  return sum(padded[..., i:i + channels] for i in range(size))
+  return sum(padded[..., i : i + channels] for i in range(size))
 
 
 def _inverse_power(s: jax.Array, beta: float) -> jax.Array:
@@ -49,8 +50,7 @@ def _normaliser(x32: jax.Array, size: int, alpha: float, k: float) -> jax.Array:
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4))
-def local_response_norm(x: jax.Array, size: int, alpha: float, beta: float,
-                        k: float) -> jax.Array:
+def local_response_norm(x: jax.Array, size: int, alpha: float, beta: float, k: float) -> jax.Array:
   """Caffe LRN over the last axis; float32 result for any input dtype."""
   return _forward(x, size, alpha, beta, k)[0]
 

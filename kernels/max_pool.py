@@ -25,31 +25,40 @@ The custom VJP is used only in programs lowered for CPU (`kernels='auto'`, see
 kernels/select.py): GPU and TPU compilers have fast native select_and_scatter kernels, and
 this formulation has not been timed there.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 import functools
-from typing import Sequence
 
 import jax
-import jax.numpy as jnp
 from jax import lax
+import jax.numpy as jnp
 
 from kernels import select as kernels_lib
 
 Padding = tuple[tuple[int, int], tuple[int, int]]
 
 
-def max_pool_2d_plain(x: jax.Array, window: tuple[int, int], strides: tuple[int, int],
-                      padding: Padding) -> jax.Array:
+def max_pool_2d_plain(
+    x: jax.Array, window: tuple[int, int], strides: tuple[int, int], padding: Padding
+) -> jax.Array:
   """Max pool of an NHWC array with explicit (-inf) padding; jax.grad of this is the reference."""
   # A Python -inf (not an array) lets lax recognise the max monoid and use reduce_window_max,
   # whose gradient is select_and_scatter.
-  return lax.reduce_window(x, -jnp.inf, lax.max, (1, *window, 1), (1, *strides, 1),
-                           ((0, 0), *padding, (0, 0)))
+  return lax.reduce_window(
+      x, -jnp.inf, lax.max, (1, *window, 1), (1, *strides, 1), ((0, 0), *padding, (0, 0))
+  )
 
 
-def max_pool_2d(x: jax.Array, window: Sequence[int], strides: Sequence[int],
-                padding: Padding, *, kernels: str = "auto") -> jax.Array:
+def max_pool_2d(
+    x: jax.Array,
+    window: Sequence[int],
+    strides: Sequence[int],
+    padding: Padding,
+    *,
+    kernels: str = "auto",
+) -> jax.Array:
   """NHWC max pool, same values as `max_pool_2d_plain`, with the cheap backward on CPU.
 
   `kernels` picks the formulation (kernels/select.py): 'auto' uses the custom VJP in
@@ -61,12 +70,14 @@ def max_pool_2d(x: jax.Array, window: Sequence[int], strides: Sequence[int],
   padding = tuple((int(lo), int(hi)) for lo, hi in padding)
   if x.ndim != 4:
     lead = x.shape[:-3]
-    pooled = max_pool_2d(x.reshape((-1,) + x.shape[-3:]), window, strides, padding,
-                         kernels=kernels)
+    pooled = max_pool_2d(x.reshape((-1,) + x.shape[-3:]), window, strides, padding, kernels=kernels)
     return pooled.reshape(lead + pooled.shape[1:])
   return kernels_lib.select(
-      kernels, lambda v: _max_pool_first_max_vjp(v, window, strides, padding),
-      lambda v: max_pool_2d_plain(v, window, strides, padding), x)
+      kernels,
+      lambda v: _max_pool_first_max_vjp(v, window, strides, padding),
+      lambda v: max_pool_2d_plain(v, window, strides, padding),
+      x,
+  )
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
@@ -110,8 +121,9 @@ def _window_offset_values(padded, offset, strides, out_size):
   """[N, OH, OW, C]: the padded input at window offset (di, dj) of every output's window."""
   (di, dj), (sh, sw), (oh, ow) = offset, strides, out_size
   n, c = padded.shape[0], padded.shape[-1]
-  return lax.slice(padded, (0, di, dj, 0),
-                   (n, di + sh * (oh - 1) + 1, dj + sw * (ow - 1) + 1, c), (1, sh, sw, 1))
+  return lax.slice(
+      padded, (0, di, dj, 0), (n, di + sh * (oh - 1) + 1, dj + sw * (ow - 1) + 1, c), (1, sh, sw, 1)
+  )
 
 
 def _shift(a: jax.Array, axis: int, by: int, length: int) -> jax.Array:
@@ -199,14 +211,19 @@ def _backward_stride_one(x, y, g, window, padding):
   no_window = jnp.asarray(kh * kw, _offset_dtype(window))
   offsets_padded = _computed_once(
       lambda a, b: lax.pad(_first_max_offsets(a, b, window, (1, 1), padding), no_window, config),
-      x, y)
+      x,
+      y,
+  )
   dx = None
   for t in range(kh * kw):
     di, dj = divmod(t, kw)
     start = (0, kh - 1 - di + pt, kw - 1 - dj + pl, 0)
     limit = (n, start[1] + h, start[2] + w, c)
-    term = jnp.where(lax.slice(offsets_padded, start, limit) == t,
-                     lax.slice(g_padded, start, limit), jnp.zeros((), g.dtype))
+    term = jnp.where(
+        lax.slice(offsets_padded, start, limit) == t,
+        lax.slice(g_padded, start, limit),
+        jnp.zeros((), g.dtype),
+    )
     dx = term if dx is None else dx + term
   return dx
 
@@ -241,7 +258,7 @@ def _backward_by_stride_residue(x, y, g, window, strides, padding):
     rows.append(columns[0][:, :, :, None] if sw == 1 else jnp.stack(columns, axis=3))
   grid = rows[0][:, :, None] if sh == 1 else jnp.stack(rows, axis=2)
   dx_padded = grid.reshape(n, planes_h * sh, planes_w * sw, c)
-  return dx_padded[:, pt:pt + h, pl:pl + w]
+  return dx_padded[:, pt : pt + h, pl : pl + w]
 
 
 _max_pool_first_max_vjp.defvjp(_forward, _backward)

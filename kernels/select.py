@@ -13,9 +13,11 @@ The CPU formulations: 1x1 convolutions as matmuls (kernels/conv1x1.py) and the m
 gradient without select_and_scatter (kernels/max_pool.py). They compute the same values (up
 to float summation order); only their speed differs by platform.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 
@@ -27,8 +29,10 @@ CPU_SCOPE = "cpu_formulation"
 
 def check_kernels(kernels: str) -> str:
   if kernels not in KERNELS:
-    raise ValueError(f"kernels={kernels!r}: choose one of {KERNELS} ('auto' picks per platform "
-                     "when the program is lowered).")
+    raise ValueError(
+        f"kernels={kernels!r}: choose one of {KERNELS} ('auto' picks per platform "
+        "when the program is lowered)."
+    )
   return kernels
 
 

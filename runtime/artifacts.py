@@ -10,11 +10,13 @@ Two places hold them, both orbax:
 whatever the topology it was written on (8 devices, 2 processes, ...): arrays are restored
 replicated onto the devices of the reading process, never onto the writer's device layout.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 import json
 import os
-from typing import Any, Mapping
+from typing import Any
 
 import jax
 import numpy as np
@@ -41,8 +43,9 @@ def read_model_config(directory: str) -> dict[str, Any] | None:
     return json.load(f)
 
 
-def save_model_variables(directory: str, variables: Mapping[str, Any],
-                         model_config: Mapping[str, Any]) -> None:
+def save_model_variables(
+    directory: str, variables: Mapping[str, Any], model_config: Mapping[str, Any]
+) -> None:
   """Writes {'params', 'batch_stats'} and the model config that builds a matching model."""
   directory = os.path.abspath(directory)
   os.makedirs(directory, exist_ok=True)
@@ -80,8 +83,9 @@ def _as_numpy(params: Any, batch_stats: Any) -> dict[str, Any]:
   return jax.tree.map(np.asarray, {"params": params, "batch_stats": batch_stats})
 
 
-def load_model_variables(directory: str, *, use_ema: bool = False, step: int | None = None
-                         ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+def load_model_variables(
+    directory: str, *, use_ema: bool = False, step: int | None = None
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
   """(variables, model_config) from an exported model or a training workdir.
 
   From a workdir the latest checkpoint is used, or `step`; `use_ema` picks the Polyak-averaged
@@ -97,17 +101,21 @@ def load_model_variables(directory: str, *, use_ema: bool = False, step: int | N
     return _as_numpy(tree["params"], tree.get("batch_stats", {})), model_config
   checkpoints = os.path.join(directory, CHECKPOINTS_SUBDIR)
   if os.path.isdir(checkpoints):
-    with ocp.CheckpointManager(checkpoints,
-                               item_handlers=ocp.StandardCheckpointHandler()) as manager:
+    with ocp.CheckpointManager(
+        checkpoints, item_handlers=ocp.StandardCheckpointHandler()
+    ) as manager:
       if step is None:
         step = manager.latest_step()
         if step is None:
           raise FileNotFoundError(f"{directory} holds no complete training checkpoint yet.")
       elif step not in manager.all_steps():
-        raise FileNotFoundError(f"{directory} has no checkpoint of step {step}; it has "
-                                f"{sorted(manager.all_steps())}.")
+        raise FileNotFoundError(
+            f"{directory} has no checkpoint of step {step}; it has "
+            f"{sorted(manager.all_steps())}."
+        )
       state = manager.restore(
-          step, args=ocp.args.StandardRestore(replicated_target(manager.item_metadata(step))))
+          step, args=ocp.args.StandardRestore(replicated_target(manager.item_metadata(step)))
+      )
     params = state["ema_params"] if use_ema else state["params"]
     batch_stats = state.get("batch_stats", {})
     if use_ema and "ema_batch_stats" in state:  # absent from checkpoints before the field existed
@@ -115,4 +123,5 @@ def load_model_variables(directory: str, *, use_ema: bool = False, step: int | N
     return _as_numpy(params, batch_stats), model_config
   raise FileNotFoundError(
       f"{directory} is neither an exported model (expected {VARIABLES_SUBDIR}/ and "
-      f"{MODEL_CONFIG_FILE}) nor a training workdir (expected {CHECKPOINTS_SUBDIR}/).")
+      f"{MODEL_CONFIG_FILE}) nor a training workdir (expected {CHECKPOINTS_SUBDIR}/)."
+  )

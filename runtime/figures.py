@@ -8,10 +8,11 @@ no display is needed, nothing global changes (a notebook that calls these functi
 own backend), and no figure outlives its function. matplotlib is imported on first use, so a
 binary without it still runs and only the picture is missing (with a warning).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 import os
-from typing import Callable
 
 from absl import logging
 
@@ -21,7 +22,8 @@ DPI = 100
 
 def new_figure(width_px: int, height_px: int):
   """An empty matplotlib Figure of exactly width_px x height_px pixels when saved."""
-  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
+  from matplotlib.figure import Figure
+
   return Figure(figsize=(width_px / DPI, height_px / DPI), dpi=DPI, layout="constrained")
 
 
@@ -44,7 +46,11 @@ def draw_or_warn(what: str, draw: Callable[[], str]) -> str | None:
   a picture is never worth failing a run, an evaluation or a report that already succeeded."""
   try:
     return draw()
-  except Exception as error:  # pylint: disable=broad-except  # missing matplotlib, full disk...
-    logging.warning("Could not draw %s (%s: %s); the other outputs are unaffected.", what,
-                    type(error).__name__, error)
+  except Exception as error:  # missing matplotlib, full disk...
+    logging.warning(
+        "Could not draw %s (%s: %s); the other outputs are unaffected.",
+        what,
+        type(error).__name__,
+        error,
+    )
     return None

@@ -20,6 +20,7 @@ heavy import. Harmless where it cannot apply: glibc older than 2.35 ignores the 
 a kernel with transparent huge pages set to `never` ignores the madvise. Set
 GOOGLENET_SYSTEM_MALLOC=1 to keep the system's defaults, or set GLIBC_TUNABLES yourself.
 """
+
 from __future__ import annotations
 
 import os

@@ -3,14 +3,17 @@
 `import train` or `from input_pipeline import config` (as a config file does) must not import
 JAX, Flax or TensorFlow; the names a package exports are resolved when first read.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 import importlib
-from typing import Any, Callable
+from typing import Any
 
 
-def exports(package: str, names: dict[str, str]
-            ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+def exports(
+    package: str, names: dict[str, str]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
   """(__getattr__, __dir__) for `package`, exporting name -> the module that defines it."""
   module = importlib.import_module(package)
 

@@ -1,4 +1,5 @@
 """The device mesh of every binary: all devices on one 'data' axis, batches split along it."""
+
 from __future__ import annotations
 
 import jax
@@ -11,8 +12,9 @@ def create_data_mesh() -> Mesh:
   """All devices on one 'data' axis. Auto axis types: sharding is propagated by XLA (GSPMD)
   from the batch's placement; JAX 0.10's default of Explicit axes would put shardings into
   array types and reject Flax layers (dropout) that mix replicated and sharded operands."""
-  return jax.make_mesh((jax.device_count(),), (DATA_AXIS,),
-                       axis_types=(jax.sharding.AxisType.Auto,))
+  return jax.make_mesh(
+      (jax.device_count(),), (DATA_AXIS,), axis_types=(jax.sharding.AxisType.Auto,)
+  )
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:

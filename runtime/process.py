@@ -8,12 +8,13 @@ process count and this process's id itself. Anywhere else, name them in the envi
     JAX_NUM_PROCESSES=4                     # read here and passed on
     JAX_PROCESS_ID=0..3                     # read here and passed on
 """
+
 from __future__ import annotations
 
 import os
 
-import jax
 from absl import flags, logging
+import jax
 
 NUM_PROCESSES_ENV = "JAX_NUM_PROCESSES"
 PROCESS_ID_ENV = "JAX_PROCESS_ID"
@@ -28,18 +29,24 @@ def explicit_cluster(environ=os.environ) -> dict[str, int]:
     return {}
   if len(given) == 1:
     missing = (set(raw) - set(given)).pop()
-    raise ValueError(f"{next(iter(given))} is set but {missing} is not: set both (with "
-                     f"{COORDINATOR_ENV}=host:port of process 0) or neither.")
+    raise ValueError(
+        f"{next(iter(given))} is set but {missing} is not: set both (with "
+        f"{COORDINATOR_ENV}=host:port of process 0) or neither."
+    )
   try:
     count, index = int(given[NUM_PROCESSES_ENV]), int(given[PROCESS_ID_ENV])
   except ValueError:
-    raise ValueError(f"{NUM_PROCESSES_ENV}={given[NUM_PROCESSES_ENV]!r} and {PROCESS_ID_ENV}="
-                     f"{given[PROCESS_ID_ENV]!r} must be integers.") from None
+    raise ValueError(
+        f"{NUM_PROCESSES_ENV}={given[NUM_PROCESSES_ENV]!r} and {PROCESS_ID_ENV}="
+        f"{given[PROCESS_ID_ENV]!r} must be integers."
+    ) from None
   if count < 1 or not 0 <= index < count:
     raise ValueError(f"{PROCESS_ID_ENV}={index} must be in [0, {NUM_PROCESSES_ENV}={count}).")
   if not environ.get(COORDINATOR_ENV):
-    raise ValueError(f"{NUM_PROCESSES_ENV} and {PROCESS_ID_ENV} are set but "
-                     f"{COORDINATOR_ENV} is not: set it to host:port of process 0.")
+    raise ValueError(
+        f"{NUM_PROCESSES_ENV} and {PROCESS_ID_ENV} are set but "
+        f"{COORDINATOR_ENV} is not: set it to host:port of process 0."
+    )
   return {"num_processes": count, "process_id": index}
 
 
@@ -63,7 +70,6 @@ def _use_coordination_service_barriers() -> None:
   checkpoint at step 2 followed by an evaluation, 2 CPU processes (gloo) hung in 1 of 1
   tries. orbax's distributed barrier uses the coordination service instead.
   """
-  import orbax.checkpoint  # pylint: disable=g-import-not-at-top,unused-import  # defines the flag
 
   name = "experimental_orbax_use_distributed_barrier"
   if name in flags.FLAGS:
@@ -110,6 +116,13 @@ def quiet_orbax_info_logs() -> None:
   logging.get_absl_handler().addFilter(_DropOrbaxInfo())
 
 
+def hide_accelerators_from_tensorflow() -> None:
+  """tf.data runs on the host; TensorFlow must not claim the accelerators JAX uses."""
+  import tensorflow as tf
+
+  tf.config.set_visible_devices([], "GPU")
+
+
 def start_jax_process(distributed: bool, compilation_cache: str = "off") -> None:
   """Joins the multi-host runtime if asked, keeps TensorFlow off the accelerators, logs devices.
 
@@ -117,17 +130,20 @@ def start_jax_process(distributed: bool, compilation_cache: str = "off") -> None
 
   `compilation_cache` is `config.compilation_cache` ('auto', 'off' or a directory).
   """
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
   quiet_orbax_info_logs()
   if distributed:
     initialize_distributed()
   cache = enable_compilation_cache(compilation_cache)
   if cache:
-    logging.info("Persistent compilation cache: %s (--config.compilation_cache=off disables it)",
-                 cache)
-  # tf.data runs on the host; TensorFlow must not claim the accelerators JAX uses.
-  tf.config.experimental.set_visible_devices([], "GPU")
-  logging.info("JAX process %d of %d, %d local / %d global devices (%s)", jax.process_index(),
-               jax.process_count(), jax.local_device_count(), jax.device_count(),
-               jax.devices()[0].device_kind)
+    logging.info(
+        "Persistent compilation cache: %s (--config.compilation_cache=off disables it)", cache
+    )
+  hide_accelerators_from_tensorflow()
+  logging.info(
+      "JAX process %d of %d, %d local / %d global devices (%s)",
+      jax.process_index(),
+      jax.process_count(),
+      jax.local_device_count(),
+      jax.device_count(),
+      jax.devices()[0].device_kind,
+  )

@@ -3,6 +3,7 @@
 Used by every long loop of the binaries (training steps, evaluation passes, proposals); the
 plain log lines they also write are what batch jobs and redirected logs keep.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -51,10 +52,11 @@ def progress_bar(total: int | None, description: str, initial: int = 0, unit: st
     return _NoBar()
   try:
     if "ipykernel" in sys.modules and importlib.util.find_spec("ipywidgets"):
-      from tqdm.notebook import tqdm  # pylint: disable=g-import-not-at-top
+      from tqdm.notebook import tqdm
     else:
-      from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+      from tqdm import tqdm
   except ImportError:  # tqdm is a requirement, but a bar is never worth failing a run over
     return _NoBar()
-  return tqdm(total=total, initial=initial, desc=description, unit=unit, dynamic_ncols=True,
-              leave=True)
+  return tqdm(
+      total=total, initial=initial, desc=description, unit=unit, dynamic_ncols=True, leave=True
+  )

@@ -6,10 +6,12 @@ imported the first time the name is used. Tables list their built-in entries as 
 a package's interface module never imports its own implementations (no import circles) and
 looking a name up costs only the import of what it names.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 import importlib
-from typing import Callable, Generic, TypeVar
+from typing import Generic, TypeVar
 
 Factory = TypeVar("Factory", bound=Callable)
 
@@ -34,8 +36,10 @@ class Registry(Generic[Factory]):
 
   def get(self, name: str) -> Factory:
     if name not in self._entries:
-      raise ValueError(f"{self._what}={name!r}: unknown; registered: {self.names()} "
-                       f"({self._how_to_add} adds one).")
+      raise ValueError(
+          f"{self._what}={name!r}: unknown; registered: {self.names()} "
+          f"({self._how_to_add} adds one)."
+      )
     factory = self._entries[name]
     if isinstance(factory, str):
       module, _, attribute = factory.partition(":")

@@ -3,24 +3,26 @@
 Eight simulated CPU devices let the sharding tests run on one CPU; the flag must be set
 before JAX initialises its backend, which is why it lives here and not in a test.
 """
+
 import os
 
 # XLA's LLVM optimisation passes dominate compile time for the tiny test models (a narrow
 # GoogLeNet's init compiles in ~15 s with them and ~4 s without) while their run time is
 # negligible, so the suite compiles at optimisation level 0. Behaviour is unchanged.
 os.environ.setdefault(
-    "XLA_FLAGS", "--xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0")
+    "XLA_FLAGS", "--xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0"
+)
 # TensorFlow must never grab an accelerator that JAX wants, and its C++ logging is noise here.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # The suite compiles the same small programs many times (every in-process training run compiles
 # its init, train and eval steps afresh). JAX's persistent compilation cache, the one the
 # binaries use (train/host.py), in a directory of this session only, compiles each once.
-import atexit  # pylint: disable=g-import-not-at-top,wrong-import-position
-import shutil  # pylint: disable=g-import-not-at-top,wrong-import-position
-import tempfile  # pylint: disable=g-import-not-at-top,wrong-import-position
+import atexit
+import shutil
+import tempfile
 
-from runtime.process import enable_compilation_cache  # pylint: disable=wrong-import-position
+from runtime.process import enable_compilation_cache
 
 _CACHE_DIR = tempfile.mkdtemp(prefix="googlenet_test_xla_cache_")
 atexit.register(shutil.rmtree, _CACHE_DIR, True)
@@ -28,9 +30,15 @@ enable_compilation_cache(_CACHE_DIR)
 
 # Files with tests of a minute or more (pytest --durations): collected first, so that
 # pytest-xdist's per-file scheduling starts them first and both workers finish together.
-_LONG_FILES_FIRST = ("test_eval_classify.py", "test_notebook.py", "test_multiprocess.py",
-                     "test_run_safety.py", "test_train_loop.py", "test_detection_end_to_end.py",
-                     "test_train_sharding.py")
+_LONG_FILES_FIRST = (
+    "test_eval_classify.py",
+    "test_notebook.py",
+    "test_multiprocess.py",
+    "test_run_safety.py",
+    "test_train_loop.py",
+    "test_detection_end_to_end.py",
+    "test_train_sharding.py",
+)
 
 
 def pytest_collection_modifyitems(items):

@@ -9,9 +9,11 @@ goes through the same checks the binary runs before training or evaluating. Noth
 
     python -m tests.documented_commands      # prints one line per command, exits 1 on a failure
 """
+
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable, Iterator
 import dataclasses
 import glob
 import json
@@ -19,12 +21,19 @@ import os
 import re
 import shlex
 import sys
-from typing import Callable, Iterator
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCUMENTS = ("README.md", "benchmarks/README.md")
-DOCSTRING_FILES = ("main.py", "configs/*.py", "eval/*.py", "inception/*.py", "benchmarks/*.py",
-                   "detection/*.py", "train/*.py", "input_pipeline/*.py")
+DOCSTRING_FILES = (
+    "main.py",
+    "configs/*.py",
+    "eval/*.py",
+    "inception/*.py",
+    "benchmarks/*.py",
+    "detection/*.py",
+    "train/*.py",
+    "input_pipeline/*.py",
+)
 _PYTHON = re.compile(r"^(?:\S*/)?python(?:3(?:\.\d+)?)?$")
 # A shell line that runs Python on a script or module (prose and code lines do not).
 _RUNS_PYTHON = re.compile(r"(?:^|[\s/])python(?:3(?:\.\d+)?)?\s+(?:-m\s+\w|\S+\.py)")
@@ -57,8 +66,12 @@ def _indented_blocks(text: str) -> Iterator[tuple[int, str]]:
 def _docstring(path: str) -> tuple[str, int]:
   with open(path) as f:
     tree = ast.parse(f.read())
-  if (tree.body and isinstance(tree.body[0], ast.Expr)
-      and isinstance(tree.body[0].value, ast.Constant) and isinstance(tree.body[0].value.value, str)):
+  if (
+      tree.body
+      and isinstance(tree.body[0], ast.Expr)
+      and isinstance(tree.body[0].value, ast.Constant)
+      and isinstance(tree.body[0].value.value, str)
+  ):
     return tree.body[0].value.value, tree.body[0].lineno
   return "", 0
 
@@ -78,7 +91,8 @@ def _sources() -> Iterator[tuple[str, int, str]]:
 def _is_own_module(module: str) -> bool:
   top = module.split(".")[0]
   return os.path.isdir(os.path.join(REPO_ROOT, top)) or os.path.exists(
-      os.path.join(REPO_ROOT, f"{top}.py"))
+      os.path.join(REPO_ROOT, f"{top}.py")
+  )
 
 
 def _commands_in(segment: str) -> Command | None:
@@ -86,7 +100,7 @@ def _commands_in(segment: str) -> Command | None:
   words = shlex.split(os.path.expandvars(segment))
   for position, word in enumerate(words):
     if _PYTHON.match(word):
-      rest = words[position + 1:]
+      rest = words[position + 1 :]
       break
   else:
     return None
@@ -120,24 +134,28 @@ def collect() -> list[Command]:
 
 # ---- checking, one binary at a time (absl flags are global, so each binary's own set) ----
 
+
 def _check_training_config(flags_module) -> None:  # flags_module: absl.flags
-  from train import config as config_checks  # pylint: disable=g-import-not-at-top
-  from input_pipeline import config as data_config  # pylint: disable=g-import-not-at-top
+  from input_pipeline import config as data_config
+  from train import config as config_checks
+
   config = flags_module.FLAGS.config
   config_checks.check_config(config)
   data_config.validate_data_config(config.data)
 
 
 def _check_detection_config(flags_module) -> None:
-  from detection import config as detection_config  # pylint: disable=g-import-not-at-top
-  from train import config as config_checks  # pylint: disable=g-import-not-at-top
+  from detection import config as detection_config
+  from train import config as config_checks
+
   config = flags_module.FLAGS.config
   detection_config.validate(config)
   config_checks.check_config(detection_config.training_config(config, "/regions", 0))
 
 
 def _check_eval_config(flags_module) -> None:
-  from input_pipeline import config as data_config  # pylint: disable=g-import-not-at-top
+  from input_pipeline import config as data_config
+
   data_config.validate_data_config(flags_module.FLAGS.config.data)
 
 
@@ -159,10 +177,12 @@ def _run_until_parsed(command: Command) -> None:
   the allocator re-exec (runtime/launch.py) by a no-op. Binaries that parse with argparse run
   whole (they are cheap reports).
   """
-  import runpy  # pylint: disable=g-import-not-at-top
-  from unittest import mock  # pylint: disable=g-import-not-at-top
-  from absl import app, flags  # pylint: disable=g-import-not-at-top
-  from runtime import launch  # pylint: disable=g-import-not-at-top
+  import runpy
+  from unittest import mock
+
+  from absl import app, flags
+
+  from runtime import launch
 
   def parse_only(main, argv=None, **unused_kwargs):
     del main, unused_kwargs
@@ -173,9 +193,11 @@ def _run_until_parsed(command: Command) -> None:
 
   script = os.path.join(REPO_ROOT, "main.py") if command.binary == "main" else command.binary
   # ml_collections reads `--config.x=y` overrides from sys.argv when the flag is defined.
-  with mock.patch.object(sys, "argv", [script, *command.args]), \
-       mock.patch.object(app, "run", parse_only), \
-       mock.patch.object(launch, "reexec_with_allocator_settings", lambda: None):
+  with (
+      mock.patch.object(sys, "argv", [script, *command.args]),
+      mock.patch.object(app, "run", parse_only),
+      mock.patch.object(launch, "reexec_with_allocator_settings", lambda: None),
+  ):
     try:
       if command.binary == "main":
         runpy.run_path(script, run_name="__main__")
@@ -187,17 +209,19 @@ def _run_until_parsed(command: Command) -> None:
 
 def check(commands: list[Command]) -> list[dict]:
   """[{'where', 'command', 'ok', 'error'}] after parsing each command with its binary."""
-  from absl import flags  # pylint: disable=g-import-not-at-top
+  from absl import flags
+
   results = []
   for command in commands:
     before, modules_before = set(flags.FLAGS), set(sys.modules)
     error = None
     try:
       _run_until_parsed(command)
-    except (Exception, SystemExit) as exc:  # pylint: disable=broad-except
+    except (Exception, SystemExit) as exc:
       error = f"{type(exc).__name__}: {exc}"
-    results.append({"where": command.where, "command": command.text, "ok": error is None,
-                    "error": error})
+    results.append(
+        {"where": command.where, "command": command.text, "ok": error is None, "error": error}
+    )
     _forget(before, modules_before)
   return results
 
@@ -205,7 +229,8 @@ def check(commands: list[Command]) -> list[dict]:
 def _forget(flags_before: set[str], modules_before: set[str]) -> None:
   """Undoes a binary's flag definitions, and drops the repository modules it imported (their
   import defines flags, e.g. benchmarks.roofline importing benchmarks.throughput)."""
-  from absl import flags  # pylint: disable=g-import-not-at-top
+  from absl import flags
+
   flags.FLAGS.unparse_flags()
   for name in set(flags.FLAGS) - flags_before:
     delattr(flags.FLAGS, name)
@@ -226,9 +251,10 @@ def _leaves(config, prefix=""):
 
 def check_none_fields_overridable() -> list[dict]:
   """Every config field whose default is None, overridden from the command line."""
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
-  from unittest import mock  # pylint: disable=g-import-not-at-top
+  from unittest import mock
+
+  from absl import flags
+  from ml_collections import config_flags
 
   flags_before = set(flags.FLAGS)
 
@@ -252,10 +278,9 @@ def check_none_fields_overridable() -> list[dict]:
       try:
         if parse(["check", f"--config={relative}", override]).get(field.split(".")[0]) is None:
           raise AssertionError("no section")
-      except (Exception, SystemExit) as exc:  # pylint: disable=broad-except
+      except (Exception, SystemExit) as exc:
         error = f"{type(exc).__name__}: {exc}"
-      results.append({"where": relative, "command": override, "ok": error is None,
-                      "error": error})
+      results.append({"where": relative, "command": override, "ok": error is None, "error": error})
   _forget(flags_before, set(sys.modules))
   return results
 
@@ -266,8 +291,10 @@ def main() -> int:
   results = check(collect()) + check_none_fields_overridable()
   for result in results:
     status = "ok  " if result["ok"] else "FAIL"
-    print(f"{status} {result['where']}: {result['command']}"
-          + ("" if result["ok"] else f"\n     {result['error']}"))
+    print(
+        f"{status} {result['where']}: {result['command']}"
+        + ("" if result["ok"] else f"\n     {result['error']}")
+    )
   print(json.dumps({"commands": len(results), "failed": sum(not r["ok"] for r in results)}))
   return 0 if all(r["ok"] for r in results) else 1
 

@@ -9,17 +9,18 @@ whole group can be signalled and, on failure or timeout, killed: nothing outlive
         python main.py --config=configs/digits.py --workdir=/tmp/digits_2proc \\
         --config.distributed=true
 """
+
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
-from typing import Sequence
 
 LOOPBACK = "127.0.0.1"
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -56,9 +57,17 @@ class ProcessResult:
 class LocalCluster:
   """Context manager: starts the processes on enter, kills any still running on exit."""
 
-  def __init__(self, command: Sequence[str], num_processes: int, *, devices_per_process: int = 1,
-               log_dir: str, env: dict[str, str] | None = None, cwd: str | None = None,
-               record_writes: bool = False):
+  def __init__(
+      self,
+      command: Sequence[str],
+      num_processes: int,
+      *,
+      devices_per_process: int = 1,
+      log_dir: str,
+      env: dict[str, str] | None = None,
+      cwd: str | None = None,
+      record_writes: bool = False,
+  ):
     self.command, self.num_processes = list(command), num_processes
     self.devices_per_process, self.log_dir = devices_per_process, log_dir
     self.extra_env, self.cwd, self.record_writes = dict(env or {}), cwd, record_writes
@@ -67,24 +76,30 @@ class LocalCluster:
 
   def _environment(self, process_id: int, port: int) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({
-        "JAX_COORDINATOR_ADDRESS": f"{LOOPBACK}:{port}",
-        "JAX_NUM_PROCESSES": str(self.num_processes),
-        "JAX_PROCESS_ID": str(process_id),
-        "JAX_PLATFORMS": "cpu",
-        "JAX_NUM_CPU_DEVICES": str(self.devices_per_process),
-        "PYTHONUNBUFFERED": "1",
-        # Tests must not fill (or be sped up by) the user's compilation cache.
-        "XDG_CACHE_HOME": os.path.join(self.log_dir, "cache"),
-    })
+    env.update(
+        {
+            "JAX_COORDINATOR_ADDRESS": f"{LOOPBACK}:{port}",
+            "JAX_NUM_PROCESSES": str(self.num_processes),
+            "JAX_PROCESS_ID": str(process_id),
+            "JAX_PLATFORMS": "cpu",
+            "JAX_NUM_CPU_DEVICES": str(self.devices_per_process),
+            "PYTHONUNBUFFERED": "1",
+            # Tests must not fill (or be sped up by) the user's compilation cache.
+            "XDG_CACHE_HOME": os.path.join(self.log_dir, "cache"),
+        }
+    )
     # The device count of a parent test process (conftest's XLA_FLAGS) must not leak in.
-    flags = [f for f in env.get("XLA_FLAGS", "").split()
-             if not f.startswith("--xla_force_host_platform_device_count")]
+    flags = [
+        f
+        for f in env.get("XLA_FLAGS", "").split()
+        if not f.startswith("--xla_force_host_platform_device_count")
+    ]
     env["XLA_FLAGS"] = " ".join(flags)
     if self.record_writes:
       hook_dir = os.path.join(self.log_dir, "sitecustomize")
       env["PYTHONPATH"] = os.pathsep.join(
-          p for p in (hook_dir, REPO_ROOT, env.get("PYTHONPATH")) if p)
+          p for p in (hook_dir, REPO_ROOT, env.get("PYTHONPATH")) if p
+      )
       env["LOCAL_CLUSTER_WRITES_DIR"] = self.log_dir
     env.update(self.extra_env)
     return env
@@ -97,7 +112,7 @@ class LocalCluster:
     with open(path) as f:
       return set(f.read().split())
 
-  def __enter__(self) -> "LocalCluster":
+  def __enter__(self) -> LocalCluster:
     os.makedirs(self.log_dir, exist_ok=True)
     if self.record_writes:
       os.makedirs(os.path.join(self.log_dir, "sitecustomize"), exist_ok=True)
@@ -105,10 +120,18 @@ class LocalCluster:
         f.write(_WRITE_RECORDER)
     port = free_loopback_port()
     for process_id in range(self.num_processes):
-      log = open(self.log_paths[process_id], "w")  # pylint: disable=consider-using-with
-      self.processes.append(subprocess.Popen(
-          self.command, env=self._environment(process_id, port), cwd=self.cwd or REPO_ROOT,
-          stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+      log = open(self.log_paths[process_id], "w")
+      self.processes.append(
+          subprocess.Popen(
+              self.command,
+              env=self._environment(process_id, port),
+              cwd=self.cwd or REPO_ROOT,
+              stdin=subprocess.DEVNULL,
+              stdout=log,
+              stderr=subprocess.STDOUT,
+              start_new_session=True,
+          )
+      )
       log.close()  # the child holds its own descriptor
     return self
 
@@ -170,11 +193,17 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument("--timeout", type=float, default=3600)
   parser.add_argument("command", nargs="+")
   args = parser.parse_args(argv)
-  with LocalCluster(args.command, args.num_processes, devices_per_process=args.devices_per_process,
-                    log_dir=args.log_dir) as cluster:
+  with LocalCluster(
+      args.command,
+      args.num_processes,
+      devices_per_process=args.devices_per_process,
+      log_dir=args.log_dir,
+  ) as cluster:
     results = cluster.wait(args.timeout)
   for result in results:
-    print(f"process {result.process_id}: exit {result.returncode}, log {cluster.log_paths[result.process_id]}")
+    print(
+        f"process {result.process_id}: exit {result.returncode}, log {cluster.log_paths[result.process_id]}"
+    )
   return max(abs(r.returncode) if r.returncode is not None else 124 for r in results)
 
 

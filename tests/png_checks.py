@@ -1,4 +1,5 @@
 """Checks that a PNG the binaries wrote is a real picture: valid, of its size, not blank."""
+
 import numpy as np
 from PIL import Image
 

@@ -9,6 +9,7 @@ Not part of the suite (minutes long); it is how the 2-process deadlock in the ev
 found and its fix checked (train/evaluators.py `sum_over_eval_split`): before, both runs hung by the 9th
 evaluation; after, 150 of 150 evaluations ran.
 """
+
 import argparse
 import os
 import re
@@ -26,9 +27,16 @@ def main() -> int:
   parser.add_argument("--stall_seconds", type=float, default=120.0)
   args = parser.parse_args()
   root = tempfile.mkdtemp(prefix="stress_multiprocess_")
-  command = main_command(os.path.join(root, "workdir"), num_train_steps=args.steps,
-                         eval_every_steps=1, checkpoint_every_steps=1, keep_checkpoints=2)
-  with LocalCluster(command, 2, devices_per_process=4, log_dir=os.path.join(root, "logs")) as cluster:
+  command = main_command(
+      os.path.join(root, "workdir"),
+      num_train_steps=args.steps,
+      eval_every_steps=1,
+      checkpoint_every_steps=1,
+      keep_checkpoints=2,
+  )
+  with LocalCluster(
+      command, 2, devices_per_process=4, log_dir=os.path.join(root, "logs")
+  ) as cluster:
     seen, changed = None, time.time()
     while True:
       time.sleep(5)

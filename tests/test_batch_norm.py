@@ -1,5 +1,6 @@
 """BatchNormReLU against flax's nn.BatchNorm followed by nn.relu: same variables, outputs,
 running statistics and gradients (including through the returned batch statistics)."""
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -16,8 +17,9 @@ class FlaxBatchNormReLU(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    y = nn.BatchNorm(use_running_average=self.use_running_average, momentum=MOMENTUM,
-                     epsilon=EPSILON)(x)
+    y = nn.BatchNorm(
+        use_running_average=self.use_running_average, momentum=MOMENTUM, epsilon=EPSILON
+    )(x)
     return nn.relu(y)
 
 
@@ -28,10 +30,14 @@ def _input(shape, seed=0, offset=0.5):
 def _variables(channels, seed=1):
   rng = np.random.default_rng(seed)
   return {
-      "params": {"scale": jnp.asarray(rng.uniform(0.5, 1.5, channels), jnp.float32),
-                 "bias": jnp.asarray(rng.normal(0, 1, channels), jnp.float32)},
-      "batch_stats": {"mean": jnp.asarray(rng.normal(0, 1, channels), jnp.float32),
-                      "var": jnp.asarray(rng.uniform(0.5, 2, channels), jnp.float32)},
+      "params": {
+          "scale": jnp.asarray(rng.uniform(0.5, 1.5, channels), jnp.float32),
+          "bias": jnp.asarray(rng.normal(0, 1, channels), jnp.float32),
+      },
+      "batch_stats": {
+          "mean": jnp.asarray(rng.normal(0, 1, channels), jnp.float32),
+          "var": jnp.asarray(rng.uniform(0.5, 2, channels), jnp.float32),
+      },
   }
 
 
@@ -40,7 +46,8 @@ def test_same_variables_as_flax_batch_norm():
   ours = BatchNormReLU().init(jax.random.key(0), x)
   theirs = nn.BatchNorm(use_running_average=False).init(jax.random.key(0), x)
   assert jax.tree.map(lambda a: (a.shape, a.dtype), ours) == jax.tree.map(
-      lambda a: (a.shape, a.dtype), theirs)
+      lambda a: (a.shape, a.dtype), theirs
+  )
   np.testing.assert_array_equal(ours["params"]["scale"], theirs["params"]["scale"])
   np.testing.assert_array_equal(ours["batch_stats"]["var"], theirs["batch_stats"]["var"])
 
@@ -50,24 +57,34 @@ def test_forward_and_running_statistics_match_flax(train):
   x, variables = _input((4, 6, 5, 7)), _variables(7)
   ours = BatchNormReLU(use_running_average=not train, momentum=MOMENTUM, epsilon=EPSILON)
   theirs = FlaxBatchNormReLU(use_running_average=not train)
-  their_variables = {"params": {"BatchNorm_0": variables["params"]},
-                     "batch_stats": {"BatchNorm_0": variables["batch_stats"]}}
+  their_variables = {
+      "params": {"BatchNorm_0": variables["params"]},
+      "batch_stats": {"BatchNorm_0": variables["batch_stats"]},
+  }
   y, updates = ours.apply(variables, x, mutable=["batch_stats"])
   y_ref, updates_ref = theirs.apply(their_variables, x, mutable=["batch_stats"])
   np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
   assert float(jnp.mean(y == 0)) > 0.2  # the ReLU is exercised
   for name in ("mean", "var"):
-    np.testing.assert_allclose(updates["batch_stats"][name],
-                               updates_ref["batch_stats"]["BatchNorm_0"][name], rtol=1e-5,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        updates["batch_stats"][name],
+        updates_ref["batch_stats"]["BatchNorm_0"][name],
+        rtol=1e-5,
+        atol=1e-6,
+    )
 
 
 def _flax_batch_norm_relu_with_stats(x, scale, bias):
   y, updates = FlaxBatchNormReLU().apply(
-      {"params": {"BatchNorm_0": {"scale": scale, "bias": bias}},
-       "batch_stats": {"BatchNorm_0": {"mean": jnp.zeros_like(scale),
-                                       "var": jnp.zeros_like(scale)}}},
-      x, mutable=["batch_stats"])
+      {
+          "params": {"BatchNorm_0": {"scale": scale, "bias": bias}},
+          "batch_stats": {
+              "BatchNorm_0": {"mean": jnp.zeros_like(scale), "var": jnp.zeros_like(scale)}
+          },
+      },
+      x,
+      mutable=["batch_stats"],
+  )
   stats = updates["batch_stats"]["BatchNorm_0"]
   # Running averages from zero are (1 - momentum) x the batch statistics.
   return y, stats["mean"] / (1 - MOMENTUM), stats["var"] / (1 - MOMENTUM)
@@ -86,6 +103,7 @@ def test_gradients_match_jax_grad_of_flax(shape):
     def value(x, scale, bias):
       y, mean, var = fn(x, scale, bias)
       return jnp.sum(y * g) + jnp.sum(mean * g_mean) + jnp.sum(var * g_var)
+
     return jax.grad(value, argnums=(0, 1, 2))
 
   ours = loss(lambda x, s, b: batch_norm_relu(x, s, b, EPSILON))(x, scale, bias)
@@ -101,7 +119,13 @@ def test_bfloat16_activations_float32_statistics():
   y, updates = BatchNormReLU(dtype=jnp.bfloat16).apply(variables, x, mutable=["batch_stats"])
   assert y.dtype == jnp.bfloat16
   assert updates["batch_stats"]["mean"].dtype == jnp.float32
-  grads = jax.grad(lambda p: jnp.sum(BatchNormReLU(dtype=jnp.bfloat16).apply(
-      {"params": p, "batch_stats": variables["batch_stats"]}, x,
-      mutable=["batch_stats"])[0].astype(jnp.float32)))(variables["params"])
+  grads = jax.grad(
+      lambda p: jnp.sum(
+          BatchNormReLU(dtype=jnp.bfloat16)
+          .apply(
+              {"params": p, "batch_stats": variables["batch_stats"]}, x, mutable=["batch_stats"]
+          )[0]
+          .astype(jnp.float32)
+      )
+  )(variables["params"])
   assert grads["scale"].dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(grads["scale"])))

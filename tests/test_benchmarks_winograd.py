@@ -3,6 +3,7 @@
 The conv_algorithms benchmark compares speed only; these tests make sure it times a correct
 algorithm, on sizes that are and are not multiples of the output tile.
 """
+
 import jax
 import jax.numpy as jnp
 import numpy as np

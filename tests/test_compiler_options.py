@@ -1,4 +1,5 @@
 """The training step's XLA options: CPU-only, keep convolutions out of YNNPACK, same values."""
+
 import re
 
 import jax
@@ -10,8 +11,9 @@ from train import compiler_options
 
 
 def _conv(x, kernel):
-  return jax.lax.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)),
-                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  return jax.lax.conv_general_dilated(
+      x, kernel, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC")
+  )
 
 
 def test_no_options_off_cpu():
@@ -33,8 +35,8 @@ def test_cpu_convolutions_leave_ynnpack_with_the_same_values():
   ynn_bodies = re.findall(r"calls=%([\w.\-]+), .*__ynn_fusion", hlo)
   assert hlo.count(" convolution(") >= 3
   for body in ynn_bodies:
-    computation = hlo[hlo.index(f"%{body} ("):]
-    assert " convolution(" not in computation[:computation.index("\n}")]
+    computation = hlo[hlo.index(f"%{body} (") :]
+    assert " convolution(" not in computation[: computation.index("\n}")]
   for got, want in zip(grads(x, kernel), jax.grad(loss, (0, 1))(x, kernel)):
     scale = float(jnp.max(jnp.abs(want)))
     np.testing.assert_allclose(np.asarray(got) / scale, np.asarray(want) / scale, rtol=0, atol=1e-5)

@@ -1,4 +1,5 @@
 """Box geometry against hand-computed cases: IoU (continuous and VOC +1), NMS, region warping."""
+
 import numpy as np
 import pytest
 
@@ -20,8 +21,9 @@ def test_iou_pixel_inclusive_adds_one_to_widths():
   assert box_ops.iou_matrix(a, b, pixel_inclusive=True)[0, 0] == 0.5
   assert box_ops.iou_matrix(a, b)[0, 0] == pytest.approx(36 / 81)
   # Touching VOC boxes share a column of pixels: [1..10] and [10..19] overlap in column 10.
-  assert box_ops.iou_matrix([[1, 1, 10, 10]], [[10, 1, 19, 10]], pixel_inclusive=True)[0, 0] == \
-      pytest.approx(10 / 190)
+  assert box_ops.iou_matrix([[1, 1, 10, 10]], [[10, 1, 19, 10]], pixel_inclusive=True)[
+      0, 0
+  ] == pytest.approx(10 / 190)
 
 
 def test_voc_conversion_keeps_iou():
@@ -29,16 +31,19 @@ def test_voc_conversion_keeps_iou():
   continuous = box_ops.voc_to_continuous(voc)
   np.testing.assert_array_equal(continuous, [[0, 0, 10, 10], [4, 2, 20, 9]])
   np.testing.assert_array_equal(box_ops.continuous_to_voc(continuous), voc)
-  np.testing.assert_allclose(box_ops.iou_matrix(voc, voc, pixel_inclusive=True),
-                             box_ops.iou_matrix(continuous, continuous))
+  np.testing.assert_allclose(
+      box_ops.iou_matrix(voc, voc, pixel_inclusive=True), box_ops.iou_matrix(continuous, continuous)
+  )
 
 
 def test_nms_hand_case():
-  boxes = [[0, 0, 10, 10],   # 0: best
-           [1, 0, 11, 10],   # 1: IoU 90/110 with 0 -> suppressed
-           [7, 0, 17, 10],   # 2: IoU 30/170 with 0 -> kept
-           [0, 0, 10, 3],    # 3: IoU exactly 0.3 with 0 -> kept (suppression needs > 0.3)
-           [7, 0, 17, 10]]   # 4: duplicate of 2 with a lower score -> suppressed
+  boxes = [
+      [0, 0, 10, 10],  # 0: best
+      [1, 0, 11, 10],  # 1: IoU 90/110 with 0 -> suppressed
+      [7, 0, 17, 10],  # 2: IoU 30/170 with 0 -> kept
+      [0, 0, 10, 3],  # 3: IoU exactly 0.3 with 0 -> kept (suppression needs > 0.3)
+      [7, 0, 17, 10],
+  ]  # 4: duplicate of 2 with a lower score -> suppressed
   scores = [0.9, 0.8, 0.7, 0.6, 0.5]
   np.testing.assert_array_equal(box_ops.nms(boxes, scores, 0.3), [0, 2, 3])
   np.testing.assert_array_equal(box_ops.nms(boxes, scores, 0.95), [0, 1, 2, 3])

@@ -1,29 +1,27 @@
 """Detection data: synthetic set, VOC folders (malformed files), TFDS voc/2007 (mocked), regions."""
+
 import io
 import os
 import subprocess
 import sys
 
 import numpy as np
+from PIL import Image
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
-from PIL import Image
 
-import input_pipeline
 from detection import config as detection_config
-from detection import datasets
-from detection import regions
-from detection import scoring
-from detection import synthetic
-from detection import voc
+from detection import datasets, regions, scoring, synthetic, voc
+import input_pipeline
 from tests.local_cluster import REPO_ROOT
 
 
 def synthetic_config(**overrides):
   config = detection_config.default_detection_config()
-  config.synthetic.update(dict(num_train=6, num_test=3, image_size=64, min_size=12.0,
-                               max_size=30.0, **overrides))
+  config.synthetic.update(
+      dict(num_train=6, num_test=3, image_size=64, min_size=12.0, max_size=30.0, **overrides)
+  )
   return config
 
 
@@ -61,9 +59,19 @@ def write_voc(root, images, split="test"):
   for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
     os.makedirs(root / sub, exist_ok=True)
   for image_id, objects in images.items():
-    Image.fromarray(np.full((30, 40, 3), 90, np.uint8)).save(root / "JPEGImages" / f"{image_id}.jpg")
-    text = objects if isinstance(objects, str) else VOC_XML.format(id=image_id, objects="".join(
-        VOC_OBJECT.format(name=n, difficult=int(d), box=b) for n, d, b in objects))
+    Image.fromarray(np.full((30, 40, 3), 90, np.uint8)).save(
+        root / "JPEGImages" / f"{image_id}.jpg"
+    )
+    text = (
+        objects
+        if isinstance(objects, str)
+        else VOC_XML.format(
+            id=image_id,
+            objects="".join(
+                VOC_OBJECT.format(name=n, difficult=int(d), box=b) for n, d, b in objects
+            ),
+        )
+    )
     (root / "Annotations" / f"{image_id}.xml").write_text(text)
   (root / "ImageSets" / "Main" / f"{split}.txt").write_text("\n".join(images) + "\n")
 
@@ -76,8 +84,16 @@ def voc_config(root, on_bad="raise"):
 
 
 def test_voc_folder_boxes_difficult_and_clipping(tmp_path):
-  write_voc(tmp_path, {"000001": [("dog", 0, (1, 1, 10, 10)), ("cat", 0, (5, 5, 45, 20)),
-                                  ("person", 1, (20, 10, 30, 30))]})
+  write_voc(
+      tmp_path,
+      {
+          "000001": [
+              ("dog", 0, (1, 1, 10, 10)),
+              ("cat", 0, (5, 5, 45, 20)),
+              ("person", 1, (20, 10, 30, 30)),
+          ]
+      },
+  )
   split = datasets.load_split(voc_config(tmp_path), "test")
   annotation = split.annotations[0]
   assert split.class_names == voc.VOC_CLASSES and (annotation.height, annotation.width) == (30, 40)
@@ -89,16 +105,31 @@ def test_voc_folder_boxes_difficult_and_clipping(tmp_path):
   assert split.image(0).shape == (30, 40, 3)
 
 
-@pytest.mark.parametrize("xml,message", [
-    ("<annotation><object><name>dog", "malformed annotation file"),
-    (VOC_XML.format(id="x", objects=VOC_OBJECT.format(name="dog", difficult=0, box=(9, 9, 3, 20))),
-     "object 0 has an empty or inverted box"),
-    (VOC_XML.format(id="x", objects=VOC_OBJECT.format(name="dragon", difficult=0, box=(1, 1, 5, 5))),
-     "unknown class 'dragon'"),
-    (VOC_XML.format(id="x", objects="<object><name>dog</name></object>"), "has no <bndbox>"),
-    (VOC_XML.format(id="x", objects=VOC_OBJECT.format(name="dog", difficult=0, box=(50, 1, 60, 5))),
-     "lies outside the 40x30 image"),
-])
+@pytest.mark.parametrize(
+    "xml,message",
+    [
+        ("<annotation><object><name>dog", "malformed annotation file"),
+        (
+            VOC_XML.format(
+                id="x", objects=VOC_OBJECT.format(name="dog", difficult=0, box=(9, 9, 3, 20))
+            ),
+            "object 0 has an empty or inverted box",
+        ),
+        (
+            VOC_XML.format(
+                id="x", objects=VOC_OBJECT.format(name="dragon", difficult=0, box=(1, 1, 5, 5))
+            ),
+            "unknown class 'dragon'",
+        ),
+        (VOC_XML.format(id="x", objects="<object><name>dog</name></object>"), "has no <bndbox>"),
+        (
+            VOC_XML.format(
+                id="x", objects=VOC_OBJECT.format(name="dog", difficult=0, box=(50, 1, 60, 5))
+            ),
+            "lies outside the 40x30 image",
+        ),
+    ],
+)
 def test_voc_malformed_annotations_name_the_file(tmp_path, xml, message):
   write_voc(tmp_path, {"good": [("dog", 0, (1, 1, 5, 5))], "bad": xml})
   with pytest.raises(datasets.AnnotationError, match=message) as error:
@@ -133,12 +164,17 @@ def test_tfds_voc2007_under_mock_data():
   objects = example["objects"]
   count = min(len(objects["bbox"]), len(objects["label"]), len(objects["is_difficult"]), 4)
   bbox = np.asarray(objects["bbox"][:count])
-  bbox = np.concatenate([np.minimum(bbox[:, :2], bbox[:, 2:]), np.maximum(bbox[:, :2], bbox[:, 2:])], 1)
+  bbox = np.concatenate(
+      [np.minimum(bbox[:, :2], bbox[:, 2:]), np.maximum(bbox[:, :2], bbox[:, 2:])], 1
+  )
   bbox[0] = [-0.1, 0.2, 0.5, 1.3]  # partly outside the image: clipped and counted
-  objects.update(bbox=bbox, label=objects["label"][:count], is_difficult=objects["is_difficult"][:count])
+  objects.update(
+      bbox=bbox, label=objects["label"][:count], is_difficult=objects["is_difficult"][:count]
+  )
   report = datasets.AnnotationReport()
-  annotation = datasets.tfds_annotation(example, "mock", "raise", report, image_id="t/0",
-                                        num_classes=20)
+  annotation = datasets.tfds_annotation(
+      example, "mock", "raise", report, image_id="t/0", num_classes=20
+  )
   expected = bbox[:, [1, 0, 3, 2]] * [width, height, width, height]
   expected[0] = [0.2 * width, 0, width, 0.5 * height]
   np.testing.assert_allclose(annotation.boxes, expected, rtol=1e-5)
@@ -147,19 +183,31 @@ def test_tfds_voc2007_under_mock_data():
 
 
 def test_label_candidates():
-  settings = regions.RegionSettings(context_padding=2, fg_iou=0.5, bg_iou_range=(0.1, 0.5),
-                                    fg_fraction=0.25, regions_per_image=8, include_gt_boxes=True,
-                                    seed=0)
+  settings = regions.RegionSettings(
+      context_padding=2,
+      fg_iou=0.5,
+      bg_iou_range=(0.1, 0.5),
+      fg_fraction=0.25,
+      regions_per_image=8,
+      include_gt_boxes=True,
+      seed=0,
+  )
   gt_boxes, gt_labels = np.array([[0, 0, 10, 10], [20, 0, 30, 10]]), np.array([2, 0])
-  candidates = np.array([[0, 0, 10, 10],    # IoU 1 with class 2 -> 3
-                         [20, 0, 30, 5],    # IoU 0.5 with class 0 -> 1
-                         [0, 0, 10, 4],     # IoU 0.4 -> background
-                         [50, 50, 60, 60],  # IoU 0 < 0.1 -> unused
-                         [5, 0, 25, 10]])   # IoU 1/3 with both -> background
-  np.testing.assert_array_equal(regions.label_candidates(candidates, gt_boxes, gt_labels, settings),
-                                [3, 1, 0, -1, 0])
+  candidates = np.array(
+      [
+          [0, 0, 10, 10],  # IoU 1 with class 2 -> 3
+          [20, 0, 30, 5],  # IoU 0.5 with class 0 -> 1
+          [0, 0, 10, 4],  # IoU 0.4 -> background
+          [50, 50, 60, 60],  # IoU 0 < 0.1 -> unused
+          [5, 0, 25, 10],
+      ]
+  )  # IoU 1/3 with both -> background
   np.testing.assert_array_equal(
-      regions.label_candidates(candidates, np.zeros((0, 4)), np.zeros(0), settings), [-1] * 5)
+      regions.label_candidates(candidates, gt_boxes, gt_labels, settings), [3, 1, 0, -1, 0]
+  )
+  np.testing.assert_array_equal(
+      regions.label_candidates(candidates, np.zeros((0, 4)), np.zeros(0), settings), [-1] * 5
+  )
 
 
 def jittered_proposals(split, seed=0):
@@ -167,9 +215,11 @@ def jittered_proposals(split, seed=0):
   rng = np.random.default_rng(seed)
   out = []
   for annotation in split.annotations:
-    boxes = [annotation.boxes + rng.uniform(-2, 2, annotation.boxes.shape),
-             annotation.boxes + rng.uniform(-12, 12, annotation.boxes.shape),
-             np.array([[0, 0, 20, 20], [30, 30, 64, 64], [0, 0, 64, 64]])]
+    boxes = [
+        annotation.boxes + rng.uniform(-2, 2, annotation.boxes.shape),
+        annotation.boxes + rng.uniform(-12, 12, annotation.boxes.shape),
+        np.array([[0, 0, 20, 20], [30, 30, 64, 64], [0, 0, 64, 64]]),
+    ]
     out.append(np.clip(np.concatenate(boxes), 0, 64).astype(np.float32))
   return out
 
@@ -179,25 +229,42 @@ def region_dir(tmp_path_factory):
   config = synthetic_config()
   directory = tmp_path_factory.mktemp("regions")
   settings = regions.RegionSettings.from_config(config.regions)
-  settings = regions.RegionSettings(**{**settings.__dict__, "context_padding": 2,
-                                       "regions_per_image": 8})
+  settings = regions.RegionSettings(
+      **{**settings.__dict__, "context_padding": 2, "regions_per_image": 8}
+  )
   stats = {}
   for name in ("train", "test"):
     split = datasets.load_split(config, name)
-    stats[name] = regions.prepare_region_split(split, jittered_proposals(split),
-                                               str(directory / f"{name}.tfrecord"), settings)
-  regions.write_manifest(str(directory), class_names=synthetic.CLASS_NAMES, settings=settings,
-                         split_stats=stats)
+    stats[name] = regions.prepare_region_split(
+        split, jittered_proposals(split), str(directory / f"{name}.tfrecord"), settings
+    )
+  regions.write_manifest(
+      str(directory), class_names=synthetic.CLASS_NAMES, settings=settings, split_stats=stats
+  )
   return directory, config
 
 
 def region_data_config(directory, **overrides):
   config = input_pipeline.default_data_config()
-  config.update(dict(source=f"regions:{directory}", train_split="train", eval_split="test",
-                     image_size=16, normalization="unit", crop_area_range=(1.0, 1.0),
-                     crop_aspect_range=(1.0, 1.0), random_interpolation=False, flip=False,
-                     brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0, pca_lighting=0.0,
-                     **overrides))
+  config.update(
+      dict(
+          source=f"regions:{directory}",
+          train_split="train",
+          eval_split="test",
+          image_size=16,
+          normalization="unit",
+          crop_area_range=(1.0, 1.0),
+          crop_aspect_range=(1.0, 1.0),
+          random_interpolation=False,
+          flip=False,
+          brightness=0.0,
+          contrast=0.0,
+          saturation=0.0,
+          hue=0.0,
+          pca_lighting=0.0,
+          **overrides,
+      )
+  )
   return config
 
 
@@ -212,8 +279,9 @@ def test_region_source_batches_are_25_percent_foreground(region_dir):
     assert (batch["label"] > 0).sum() == 4
     assert set(batch["label"].tolist()) <= {0, 1, 2, 3}
   again = list(input_pipeline.create_train_dataset(config, 16).take(7).as_numpy_iterator())
-  resumed = list(input_pipeline.create_train_dataset(config, 16, start_step=5).take(2)
-                 .as_numpy_iterator())
+  resumed = list(
+      input_pipeline.create_train_dataset(config, 16, start_step=5).take(2).as_numpy_iterator()
+  )
   for a, b in zip(batches, again):
     np.testing.assert_array_equal(a["image"], b["image"])
   for a, b in zip(batches[5:], resumed):
@@ -230,8 +298,11 @@ def test_training_regions_equal_inference_regions(region_dir):
   # on exactly what it scores at test time.
   directory, config = region_dir
   split = datasets.load_split(config, "train")
-  records = list(tf.data.TFRecordDataset(str(directory / "train.tfrecord")).map(regions.parse_record)
-                 .as_numpy_iterator())
+  records = list(
+      tf.data.TFRecordDataset(str(directory / "train.tfrecord"))
+      .map(regions.parse_record)
+      .as_numpy_iterator()
+  )
   candidates = [r["boxes"] for r in records]
   batch = next(scoring.region_batches(split, candidates, 16, 2, "unit", 4096).as_numpy_iterator())
   labels = np.concatenate([r["labels"] for r in records])
@@ -251,8 +322,10 @@ def test_region_source_rejects_cache(region_dir):
 
 @pytest.mark.parametrize("name", ["rcnn_synthetic", "rcnn_voc2007"])
 def test_rcnn_configs_split_into_valid_training_configs(name, tmp_path):
-  import importlib  # pylint: disable=g-import-not-at-top
-  from train.config import check_config  # pylint: disable=g-import-not-at-top
+  import importlib
+
+  from train.config import check_config
+
   config = importlib.import_module(f"configs.{name}").get_config()
   detection_config.validate(config)
   train_config = detection_config.training_config(config, str(tmp_path), 2)
@@ -263,7 +336,8 @@ def test_rcnn_configs_split_into_valid_training_configs(name, tmp_path):
 
 
 def test_detection_config_errors_name_the_field():
-  from configs import rcnn_synthetic  # pylint: disable=g-import-not-at-top
+  from configs import rcnn_synthetic
+
   config = rcnn_synthetic.get_config()
   config.batch_size = 40
   with pytest.raises(ValueError, match="config.batch_size=40 must be a multiple"):
@@ -282,16 +356,25 @@ def test_detection_config_errors_name_the_field():
 def test_regions_source_resolves_in_a_process_that_never_imported_detection(region_dir):
   """main.py --config.data.source=regions:DIR: the source registers itself on first use."""
   directory, _ = region_dir
-  script = ("import sys\n"
-            "import input_pipeline\n"
-            "from input_pipeline import config as data_config\n"
-            "config = data_config.default_data_config()\n"
-            "config.source = 'regions:' + sys.argv[1]\n"
-            "config.image_size = 16\n"
-            "assert 'detection.regions' not in sys.modules\n"
-            "print(input_pipeline.num_classes(config), input_pipeline.num_examples(config, 'train'))\n")
+  script = (
+      "import sys\n"
+      "import input_pipeline\n"
+      "from input_pipeline import config as data_config\n"
+      "config = data_config.default_data_config()\n"
+      "config.source = 'regions:' + sys.argv[1]\n"
+      "config.image_size = 16\n"
+      "assert 'detection.regions' not in sys.modules\n"
+      "print(input_pipeline.num_classes(config), input_pipeline.num_examples(config, 'train'))\n"
+  )
   env = {**os.environ, "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "2"}
-  done = subprocess.run([sys.executable, "-c", script, str(directory)], cwd=REPO_ROOT, env=env,
-                        capture_output=True, text=True, timeout=120, check=False)
+  done = subprocess.run(
+      [sys.executable, "-c", script, str(directory)],
+      cwd=REPO_ROOT,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=120,
+      check=False,
+  )
   assert done.returncode == 0, done.stderr[-3000:]
   assert done.stdout.split() == ["4", str(6 * 8)]

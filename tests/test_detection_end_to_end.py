@@ -1,4 +1,5 @@
 """A short R-CNN run on a few synthetic images: train via the training system, detect, evaluate."""
+
 import json
 import math
 import os
@@ -7,8 +8,8 @@ import pytest
 
 from configs import rcnn_synthetic
 from detection import precision_recall_figure, run
-from tests.png_checks import assert_picture
 from runtime import artifacts
+from tests.png_checks import assert_picture
 
 pytest.importorskip("cv2.ximgproc", reason="needs opencv-contrib-python-headless")
 
@@ -63,8 +64,11 @@ def test_short_run_detects_and_evaluates(tmp_path):
   assert all(0 <= v <= 64 for d in detections for v in d["bbox"])
   report = (out / "report.md").read_text()
   assert "| **mAP** |" in report and "| circle |" in report
-  assert_picture(out / "precision_recall.png", precision_recall_figure.WIDTH_PX,
-                 precision_recall_figure.HEIGHT_PX)
+  assert_picture(
+      out / "precision_recall.png",
+      precision_recall_figure.WIDTH_PX,
+      precision_recall_figure.HEIGHT_PX,
+  )
   # The classifier was trained by the training system (checkpoint, model config recorded).
   variables, model_config = artifacts.load_model_variables(str(workdir / "classifier_0"))
   assert model_config["num_classes"] == 4 and "classifier" in variables["params"]

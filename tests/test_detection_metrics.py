@@ -1,4 +1,5 @@
 """VOC07 / VOC10+ / COCO AP50 on hand-made cases, including those where the rules disagree."""
+
 import numpy as np
 import pytest
 
@@ -16,11 +17,13 @@ def dets(rows):
 
 
 def all_aps(detections, ground_truths, label=0, pixel_inclusive=True, max_dets=100):
-  recall, precision, _ = metrics.voc_precision_recall(detections, ground_truths, label,
-                                                      pixel_inclusive=pixel_inclusive)
+  recall, precision, _ = metrics.voc_precision_recall(
+      detections, ground_truths, label, pixel_inclusive=pixel_inclusive
+  )
   voc07, voc10 = metrics.voc_ap(recall, precision, True), metrics.voc_ap(recall, precision, False)
-  recall, precision, _ = metrics.coco_precision_recall(detections, ground_truths, label,
-                                                       max_dets=max_dets)
+  recall, precision, _ = metrics.coco_precision_recall(
+      detections, ground_truths, label, max_dets=max_dets
+  )
   return voc07, voc10, metrics.coco_ap(recall, precision)
 
 
@@ -66,44 +69,60 @@ def test_difficult_ground_truth():
   assert (voc07, voc10) == (0.0, 0.0)
   assert coco == pytest.approx(1.0)
   # A detection matching only the difficult box counts neither way under both rules.
-  only_difficult = [GroundTruth.create([[2, 0, 12, 10]], [0], [True]),
-                    GroundTruth.create([[0, 0, 10, 10]], [0])]
+  only_difficult = [
+      GroundTruth.create([[2, 0, 12, 10]], [0], [True]),
+      GroundTruth.create([[0, 0, 10, 10]], [0]),
+  ]
   detections = dets([(0, 0, 0.95, [2, 0, 12, 10]), (1, 0, 0.9, [0, 0, 10, 10])])
   assert all_aps(detections, only_difficult) == pytest.approx((1.0, 1.0, 1.0))
 
 
 def test_ties_at_the_iou_threshold_count_as_matches():
   # IoU exactly 0.5 under each rule's own convention -> TP (devkit ovmax >= 0.5, COCO >= t).
-  voc = metrics.voc_precision_recall(dets([(0, 0, 0.9, [1, 1, 10, 5])]),
-                                     [GroundTruth.create([[1, 1, 10, 10]], [0])], 0)
+  voc = metrics.voc_precision_recall(
+      dets([(0, 0, 0.9, [1, 1, 10, 5])]), [GroundTruth.create([[1, 1, 10, 10]], [0])], 0
+  )
   assert voc[0][-1] == 1.0
-  coco = metrics.coco_precision_recall(dets([(0, 0, 0.9, [0, 0, 10, 5])]),
-                                       [GroundTruth.create([[0, 0, 10, 10]], [0])], 0)
+  coco = metrics.coco_precision_recall(
+      dets([(0, 0, 0.9, [0, 0, 10, 5])]), [GroundTruth.create([[0, 0, 10, 10]], [0])], 0
+  )
   assert coco[0][-1] == 1.0
   # The same VOC numbers without the +1 are IoU 36/81 < 0.5: a miss.
   voc_no_plus_one = metrics.voc_precision_recall(
-      dets([(0, 0, 0.9, [1, 1, 10, 5])]), [GroundTruth.create([[1, 1, 10, 10]], [0])], 0,
-      pixel_inclusive=False)
+      dets([(0, 0, 0.9, [1, 1, 10, 5])]),
+      [GroundTruth.create([[1, 1, 10, 10]], [0])],
+      0,
+      pixel_inclusive=False,
+  )
   assert voc_no_plus_one[0][-1] == 0.0
   # evaluate_detections takes continuous boxes and converts them for VOC, so the +1 rule
   # never inflates IoU: continuous IoU 0.45 stays a miss (without conversion it would be 0.5).
-  result = metrics.evaluate_detections(dets([(0, 0, 0.9, [0, 0, 10, 4.5])]),
-                                       [GroundTruth.create([[0, 0, 10, 10]], [0])], ["a"])
+  result = metrics.evaluate_detections(
+      dets([(0, 0, 0.9, [0, 0, 10, 4.5])]), [GroundTruth.create([[0, 0, 10, 10]], [0])], ["a"]
+  )
   assert (result.map_voc07, result.map_voc10, result.map_coco_ap50) == (0.0, 0.0, 0.0)
 
 
 def test_empty_detections_and_classes_without_ground_truth():
-  ground_truths = [GroundTruth.create([[0, 0, 10, 10]], [0]), GroundTruth.create([[0, 0, 5, 5]], [1])]
-  detections = dets([(0, 0, 0.9, [0, 0, 10, 10]),   # class 0: perfect
-                     (0, 2, 0.8, [0, 0, 10, 10])])  # class 2 has no ground truth
+  ground_truths = [
+      GroundTruth.create([[0, 0, 10, 10]], [0]),
+      GroundTruth.create([[0, 0, 5, 5]], [1]),
+  ]
+  detections = dets(
+      [(0, 0, 0.9, [0, 0, 10, 10]), (0, 2, 0.8, [0, 0, 10, 10])]  # class 0: perfect
+  )  # class 2 has no ground truth
   result = metrics.evaluate_detections(detections, ground_truths, ["a", "b", "c", "d"])
   by_name = {c.name: c for c in result.per_class}
-  assert (by_name["a"].voc07, by_name["a"].voc10, by_name["a"].coco_ap50) == pytest.approx((1, 1, 1))
+  assert (by_name["a"].voc07, by_name["a"].voc10, by_name["a"].coco_ap50) == pytest.approx(
+      (1, 1, 1)
+  )
   assert (by_name["b"].voc07, by_name["b"].voc10, by_name["b"].coco_ap50) == (0.0, 0.0, 0.0)
   assert np.isnan(by_name["c"].voc10) and np.isnan(by_name["c"].coco_ap50)
   assert np.isnan(by_name["d"].voc07)  # neither ground truth nor detections
   # mAP over the classes with ground truth (a and b) only.
-  assert (result.map_voc07, result.map_voc10, result.map_coco_ap50) == pytest.approx((.5, .5, .5))
+  assert (result.map_voc07, result.map_voc10, result.map_coco_ap50) == pytest.approx(
+      (0.5, 0.5, 0.5)
+  )
   assert result.to_dict()["per_class"][2]["voc10"] is None
   empty = metrics.evaluate_detections(Detections.empty(), ground_truths, ["a", "b"])
   assert (empty.map_voc07, empty.map_voc10, empty.map_coco_ap50) == (0.0, 0.0, 0.0)
@@ -112,7 +131,9 @@ def test_empty_detections_and_classes_without_ground_truth():
 def test_coco_keeps_100_detections_per_image_and_class():
   # 100 false positives scored above one true positive: the TP is the 101st and is cut.
   ground_truths = [GroundTruth.create([[0, 0, 10, 10]], [0])]
-  rows = [(0, 0, 0.9 - i * 1e-4, [50, 50, 60, 60]) for i in range(100)] + [(0, 0, 0.1, [0, 0, 10, 10])]
+  rows = [(0, 0, 0.9 - i * 1e-4, [50, 50, 60, 60]) for i in range(100)] + [
+      (0, 0, 0.1, [0, 0, 10, 10])
+  ]
   detections = dets(rows)
   assert all_aps(detections, ground_truths, max_dets=100)[2] == 0.0
   assert all_aps(detections, ground_truths, max_dets=101)[2] == pytest.approx(1 / 101)
@@ -120,9 +141,13 @@ def test_coco_keeps_100_detections_per_image_and_class():
 
 
 def test_detections_pool_over_images_in_score_order():
-  ground_truths = [GroundTruth.create([[0, 0, 10, 10]], [0]), GroundTruth.create([[0, 0, 10, 10]], [0])]
-  detections = dets([(0, 0, 0.5, [0, 0, 10, 10]), (1, 0, 0.9, [30, 30, 40, 40]),
-                     (1, 0, 0.4, [0, 0, 10, 10])])
+  ground_truths = [
+      GroundTruth.create([[0, 0, 10, 10]], [0]),
+      GroundTruth.create([[0, 0, 10, 10]], [0]),
+  ]
+  detections = dets(
+      [(0, 0, 0.5, [0, 0, 10, 10]), (1, 0, 0.9, [30, 30, 40, 40]), (1, 0, 0.4, [0, 0, 10, 10])]
+  )
   # Score order: FP (.9), TP (.5), TP (.4): precision 0, 1/2, 2/3 at recall 0, 1/2, 1.
   voc07, voc10, coco = all_aps(detections, ground_truths, pixel_inclusive=False)
   assert voc10 == pytest.approx(2 / 3)
@@ -131,8 +156,10 @@ def test_detections_pool_over_images_in_score_order():
 
 
 def test_proposal_recall():
-  ground_truths = [GroundTruth.create([[0, 0, 10, 10], [20, 20, 30, 30]], [0, 1]),
-                   GroundTruth.create([[0, 0, 4, 4]], [0], [True])]
+  ground_truths = [
+      GroundTruth.create([[0, 0, 10, 10], [20, 20, 30, 30]], [0, 1]),
+      GroundTruth.create([[0, 0, 4, 4]], [0], [True]),
+  ]
   proposals = [np.array([[0, 0, 10, 5], [21, 20, 30, 30]]), np.zeros((0, 4))]
   assert metrics.proposal_recall(proposals, ground_truths) == (1.0, 2)  # 0.5 counts
   assert metrics.proposal_recall(proposals, ground_truths, 0.6) == (0.5, 2)
@@ -141,23 +168,35 @@ def test_proposal_recall():
 
 def test_precision_recall_picture_has_every_class(tmp_path):
   # Class a: TP then FP then TP of 2 boxes; b: ground truth, no detection; c: no ground truth.
-  ground_truths = [GroundTruth.create([[0, 0, 10, 10], [20, 20, 30, 30]], [0, 0]),
-                   GroundTruth.create([[0, 0, 5, 5]], [1])]
-  detections = dets([(0, 0, 0.9, [0, 0, 10, 10]), (0, 0, 0.8, [40, 40, 50, 50]),
-                     (0, 0, 0.7, [20, 20, 30, 30]), (1, 2, 0.6, [0, 0, 5, 5])])
+  ground_truths = [
+      GroundTruth.create([[0, 0, 10, 10], [20, 20, 30, 30]], [0, 0]),
+      GroundTruth.create([[0, 0, 5, 5]], [1]),
+  ]
+  detections = dets(
+      [
+          (0, 0, 0.9, [0, 0, 10, 10]),
+          (0, 0, 0.8, [40, 40, 50, 50]),
+          (0, 0, 0.7, [20, 20, 30, 30]),
+          (1, 2, 0.6, [0, 0, 5, 5]),
+      ]
+  )
   names = ["a", "b", "c"]
   result = metrics.evaluate_detections(detections, ground_truths, names)
   curves = metrics.voc_curves(detections, ground_truths, len(names))
   recall, precision, num_gt = curves[0]
   np.testing.assert_allclose(recall, [0.5, 0.5, 1.0])
   np.testing.assert_allclose(precision, [1.0, 0.5, 2 / 3])
-  assert num_gt == 2 and result.per_class[0].voc10 == pytest.approx(metrics.voc_ap(
-      recall, precision, False))
+  assert num_gt == 2 and result.per_class[0].voc10 == pytest.approx(
+      metrics.voc_ap(recall, precision, False)
+  )
   assert [len(c[0]) for c in curves] == [3, 0, 1] and [c[2] for c in curves] == [2, 1, 0]
 
   path = precision_recall_figure.plot_precision_recall(
-      curves, result, str(tmp_path / "pr.png"), title="three classes", iou_threshold=0.5)
+      curves, result, str(tmp_path / "pr.png"), title="three classes", iou_threshold=0.5
+  )
   assert_picture(path, precision_recall_figure.WIDTH_PX, precision_recall_figure.HEIGHT_PX)
   assert [precision_recall_figure._label(c) for c in result.per_class] == [
-      f"a: AP {100 * result.per_class[0].voc10:.1f}, 2 GT", "b: AP 0.0, 1 GT, no detections",
-      "c: no ground truth"]
+      f"a: AP {100 * result.per_class[0].voc10:.1f}, 2 GT",
+      "b: AP 0.0, 1 GT, no detections",
+      "c: no ground truth",
+  ]

@@ -1,10 +1,10 @@
 """Selective search: boxes inside the image, filtered, deterministic order, disk cache."""
+
 import numpy as np
 import pytest
 
 from detection import config as detection_config
-from detection import proposals
-from detection import synthetic
+from detection import proposals, synthetic
 
 pytest.importorskip("cv2.ximgproc", reason="needs opencv-contrib-python-headless")
 
@@ -28,8 +28,9 @@ def test_boxes_inside_image_filtered_and_unique(images):
   assert len(np.unique(boxes, axis=0)) == len(boxes)
   assert counts["raw"] >= counts["after_min_size"] >= counts["after_dedup"] == counts["kept"]
   assert counts["raw"] > counts["after_min_size"]  # the size filter did something here
-  capped, _ = proposals.selective_search(image, proposals.ProposalSettings(
-      superpixel_scale=1.0, min_size=20.0, max_proposals=5))
+  capped, _ = proposals.selective_search(
+      image, proposals.ProposalSettings(superpixel_scale=1.0, min_size=20.0, max_proposals=5)
+  )
   np.testing.assert_array_equal(capped, boxes[:5])
 
 
@@ -40,15 +41,18 @@ def test_order_is_deterministic_across_calls(images):
   second, _ = proposals.selective_search(images[1], settings)
   np.testing.assert_array_equal(first, second)
   # The order is OpenCV's seeded ranking, not a sort: another seed permutes the same set.
-  other, _ = proposals.selective_search(images[1], proposals.ProposalSettings(superpixel_scale=1.0,
-                                                                              seed=1))
+  other, _ = proposals.selective_search(
+      images[1], proposals.ProposalSettings(superpixel_scale=1.0, seed=1)
+  )
   assert sorted(map(tuple, other)) == sorted(map(tuple, first))
   assert not np.array_equal(other, first)
 
 
 def test_superpixel_scale_and_resizing(images):
   fine, _ = proposals.selective_search(images[0], proposals.ProposalSettings(superpixel_scale=0.5))
-  coarse, _ = proposals.selective_search(images[0], proposals.ProposalSettings(superpixel_scale=4.0))
+  coarse, _ = proposals.selective_search(
+      images[0], proposals.ProposalSettings(superpixel_scale=4.0)
+  )
   assert len(coarse) < len(fine)  # larger superpixels, fewer proposals (paper: doubled)
   small, _ = proposals.selective_search(images[0], proposals.ProposalSettings(max_side=48))
   assert small.max() <= 96 and small[:, 2:].max() > 48  # searched at 48 px, boxes in 96 px
@@ -57,8 +61,11 @@ def test_superpixel_scale_and_resizing(images):
 def test_cache_hit_on_second_call(images, tmp_path, monkeypatch):
   calls = []
   real = proposals.selective_search
-  monkeypatch.setattr(proposals, "selective_search",
-                      lambda image, settings: calls.append(1) or real(image, settings))
+  monkeypatch.setattr(
+      proposals,
+      "selective_search",
+      lambda image, settings: calls.append(1) or real(image, settings),
+  )
   settings = proposals.ProposalSettings(superpixel_scale=1.0)
   cache = proposals.ProposalCache(str(tmp_path), settings)
   first = cache.get(images[0])
@@ -70,6 +77,8 @@ def test_cache_hit_on_second_call(images, tmp_path, monkeypatch):
   assert (cache.hits, cache.misses) == (1, 1)
   # Other pixels or other settings: a different cache entry, computed.
   cache.get(images[1])
-  proposals.ProposalCache(str(tmp_path), proposals.ProposalSettings(superpixel_scale=2.0)).get(images[0])
+  proposals.ProposalCache(str(tmp_path), proposals.ProposalSettings(superpixel_scale=2.0)).get(
+      images[0]
+  )
   assert len(calls) == 3
   assert cache.path(images[0]) != cache.path(images[1])

@@ -5,6 +5,7 @@ gradient without select_and_scatter; kernels/select.py) must be in a program low
 CPU and in no program lowered for CUDA or TPU, and bfloat16 compute must reach every
 convolution and matmul. Full size: 224 px, batch 256, traced from abstract shapes only.
 """
+
 import collections
 import functools
 import re
@@ -36,8 +37,9 @@ def operand_types(module: str, op: str) -> collections.Counter:
   types = collections.Counter()
   for line in module.splitlines():
     if f"stablehlo.{op}" in line:
-      match = re.search(r":\s*\(tensor<(?:[^>]*x)?([a-z]\w*)>, tensor<(?:[^>]*x)?([a-z]\w*)>\)",
-                        line)
+      match = re.search(
+          r":\s*\(tensor<(?:[^>]*x)?([a-z]\w*)>, tensor<(?:[^>]*x)?([a-z]\w*)>\)", line
+      )
       assert match, line
       types[match.groups()] += 1
   return types
@@ -49,23 +51,31 @@ def assert_no_host_callback(module: str) -> None:
 
 
 @functools.cache
-def train_module(variant: str, platform: str, kernels: str = "auto",
-                 dtype: str = "bfloat16") -> str:
+def train_module(
+    variant: str, platform: str, kernels: str = "auto", dtype: str = "bfloat16"
+) -> str:
   config = googlenet.get_config()
   model = create_model(variant, dtype=dtype, kernels=kernels)
   learning_rate_fn = schedule.create_learning_rate_fn(config, 1_281_167)
   tx = create_optimizer(config, learning_rate_fn)
-  state = jax.eval_shape(lambda rng: create_train_state(
-      model.init({"params": rng, "dropout": rng}, jnp.zeros((1, SIZE, SIZE, 3)), train=False),
-      tx), jax.random.key(0))
-  batch = {"image": jax.ShapeDtypeStruct((BATCH, SIZE, SIZE, 3), jnp.float32),
-           "label": jax.ShapeDtypeStruct((BATCH,), jnp.int32)}
+  state = jax.eval_shape(
+      lambda rng: create_train_state(
+          model.init({"params": rng, "dropout": rng}, jnp.zeros((1, SIZE, SIZE, 3)), train=False),
+          tx,
+      ),
+      jax.random.key(0),
+  )
+  batch = {
+      "image": jax.ShapeDtypeStruct((BATCH, SIZE, SIZE, 3), jnp.float32),
+      "label": jax.ShapeDtypeStruct((BATCH,), jnp.int32),
+  }
   step = make_train_step(model, tx, learning_rate_fn, config, jax.random.key(1))
   return jax.export.export(jax.jit(step), platforms=(platform,))(state, batch).mlir_module()
 
 
-@pytest.mark.parametrize("variant,platform", [("paper", "cuda"), ("bn", "cuda"),
-                                              ("torchvision", "cuda"), ("bn", "tpu")])
+@pytest.mark.parametrize(
+    "variant,platform", [("paper", "cuda"), ("bn", "cuda"), ("torchvision", "cuda"), ("bn", "tpu")]
+)
 def test_accelerator_training_step_holds_xla_ops_only(variant, platform):
   module = train_module(variant, platform)
   assert CPU_SCOPE not in module
@@ -96,18 +106,23 @@ def test_cpu_training_step_keeps_the_cpu_formulations():
 @pytest.mark.parametrize("platform", ["cuda", "tpu"])
 def test_accelerator_evaluation_and_144_crop_forward_hold_xla_ops_only(platform):
   model = create_model("bn", dtype="bfloat16")
-  variables = jax.eval_shape(lambda rng: model.init(rng, jnp.zeros((1, SIZE, SIZE, 3))),
-                             jax.random.key(0))
-  batch = {"image": jax.ShapeDtypeStruct((BATCH, SIZE, SIZE, 3), jnp.float32),
-           "label": jax.ShapeDtypeStruct((BATCH,), jnp.int32),
-           "mask": jax.ShapeDtypeStruct((BATCH,), jnp.bool_)}
+  variables = jax.eval_shape(
+      lambda rng: model.init(rng, jnp.zeros((1, SIZE, SIZE, 3))), jax.random.key(0)
+  )
+  batch = {
+      "image": jax.ShapeDtypeStruct((BATCH, SIZE, SIZE, 3), jnp.float32),
+      "label": jax.ShapeDtypeStruct((BATCH,), jnp.int32),
+      "mask": jax.ShapeDtypeStruct((BATCH,), jnp.bool_),
+  }
   crops = jax.ShapeDtypeStruct((2, 144, SIZE, SIZE, 3), jnp.float32)
   weights = jax.ShapeDtypeStruct((1, 144), jnp.float32)
   multi_crop = lambda v, images, w: scoring.crop_scores(model, v, images, w, "mean_softmax", 16)
   # float32 dots by design: none in the evaluation step; in the multi-crop forward, the one
   # that averages the views' softmax probabilities per crop scheme (eval/scoring.py).
-  for function, args, float32_dots in ((make_eval_step(model), (variables, batch), 0),
-                                       (multi_crop, (variables, crops, weights), 1)):
+  for function, args, float32_dots in (
+      (make_eval_step(model), (variables, batch), 0),
+      (multi_crop, (variables, crops, weights), 1),
+  ):
     module = jax.export.export(jax.jit(function), platforms=(platform,))(*args).mlir_module()
     assert CPU_SCOPE not in module
     assert_no_host_callback(module)

@@ -1,5 +1,6 @@
 """The package boundaries, read from the source: every import statement, at module level or
 inside a function, between the repository's own modules (tests and benchmarks excluded)."""
+
 import ast
 import collections
 import pathlib
@@ -33,10 +34,11 @@ def import_graph() -> dict[str, set[str]]:
       elif isinstance(node, ast.ImportFrom):
         base = node.module or ""
         if node.level:
-          kept = package.split(".")[:len(package.split(".")) - node.level + 1]
+          kept = package.split(".")[: len(package.split(".")) - node.level + 1]
           base = ".".join(kept + ([base] if base else []))
-        submodules = [f"{base}.{alias.name}" for alias in node.names
-                      if f"{base}.{alias.name}" in modules]
+        submodules = [
+            f"{base}.{alias.name}" for alias in node.names if f"{base}.{alias.name}" in modules
+        ]
         targets = submodules if len(submodules) == len(node.names) else [base, *submodules]
       edges[name].update(t for t in targets if t in modules and t != name)
   return edges
@@ -55,7 +57,7 @@ def test_import_graph_has_no_cycles():
     stack.append(node)
     for target in sorted(edges.get(node, ())):
       if state.get(target) == "open":
-        cycles.append(stack[stack.index(target):] + [target])
+        cycles.append(stack[stack.index(target) :] + [target])
       elif target not in state:
         visit(target)
     stack.pop()
@@ -85,16 +87,22 @@ _BINARIES = ("main", "eval.classify", "eval.detect")
 
 
 def test_no_arrow_runs_against_the_layers():
-  wrong = sorted(f"{source} -> {target}" for source, targets in import_graph().items()
-                 for target in targets if source not in _BINARIES
-                 and _top(target) in _FORBIDDEN.get(_top(source), ()))
+  wrong = sorted(
+      f"{source} -> {target}"
+      for source, targets in import_graph().items()
+      for target in targets
+      if source not in _BINARIES and _top(target) in _FORBIDDEN.get(_top(source), ())
+  )
   assert not wrong, "imports across the layers: " + ", ".join(wrong)
 
 
 def test_only_configs_import_config_files():
-  importers = sorted(f"{source} -> {target}" for source, targets in import_graph().items()
-                     for target in targets
-                     if _top(target) == "configs" and _top(source) != "configs")
+  importers = sorted(
+      f"{source} -> {target}"
+      for source, targets in import_graph().items()
+      for target in targets
+      if _top(target) == "configs" and _top(source) != "configs"
+  )
   assert not importers, ", ".join(importers)
 
 

@@ -1,13 +1,11 @@
 """Training and evaluation preprocessing: statistics, and eager == inside tf.data."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from input_pipeline import config as config_lib
-from input_pipeline import decode
-from input_pipeline import eval_preprocess
-from input_pipeline import photometric
-from input_pipeline import preprocess
+from input_pipeline import decode, eval_preprocess, photometric, preprocess
 
 SEED = tf.constant([3, 14], tf.int64)
 
@@ -28,7 +26,8 @@ def photo(height=120, width=160, seed=0):
 
 def sampled_boxes(image_hw, count, **kwargs):
   seeds = tf.data.Dataset.range(count).map(
-      lambda i: tf.random.experimental.stateless_fold_in(SEED, i))
+      lambda i: tf.random.experimental.stateless_fold_in(SEED, i)
+  )
   boxes = seeds.map(lambda seed: preprocess.inception_crop_box(image_hw, seed, **kwargs))
   return np.stack(list(boxes.as_numpy_iterator()))
 
@@ -72,11 +71,14 @@ def test_inception_crop_box_is_the_same_eagerly_and_in_tf_data():
   assert not np.array_equal(eager, other_seed)
 
 
-@pytest.mark.parametrize('encoding', ['jpeg', 'png', 'pixels'])
+@pytest.mark.parametrize("encoding", ["jpeg", "png", "pixels"])
 def test_decode_and_crop_is_the_same_eagerly_and_in_tf_data(encoding):
   pixels = photo()
-  image = {'jpeg': lambda: tf.io.encode_jpeg(pixels), 'png': lambda: tf.io.encode_png(pixels),
-           'pixels': lambda: tf.constant(pixels)}[encoding]()
+  image = {
+      "jpeg": lambda: tf.io.encode_jpeg(pixels),
+      "png": lambda: tf.io.encode_png(pixels),
+      "pixels": lambda: tf.constant(pixels),
+  }[encoding]()
   box = tf.constant([10, 20, 50, 70], tf.int32)
 
   def crop(image):
@@ -85,7 +87,7 @@ def test_decode_and_crop_is_the_same_eagerly_and_in_tf_data(encoding):
   eager = crop(image).numpy()
   assert eager.shape == (50, 70, 3) and eager.dtype == np.uint8
   np.testing.assert_array_equal(eager, in_tf_data(crop, image))
-  if encoding != 'jpeg':  # lossless: exactly the same window of the original
+  if encoding != "jpeg":  # lossless: exactly the same window of the original
     np.testing.assert_array_equal(eager, pixels[10:60, 20:90])
 
 
@@ -105,13 +107,18 @@ def test_random_interpolation_uses_all_four_methods_and_matches_tf_data():
   for index in range(24):
     seed = SEED + index
     eager = preprocess.resize_with_random_method(image, 32, seed).numpy()
-    np.testing.assert_allclose(eager, in_tf_data(
-        lambda i, s: preprocess.resize_with_random_method(i, 32, s), image, seed), atol=1e-4)
+    np.testing.assert_allclose(
+        eager,
+        in_tf_data(lambda i, s: preprocess.resize_with_random_method(i, 32, s), image, seed),
+        atol=1e-4,
+    )
     assert eager.shape == (32, 32, 3) and eager.min() >= 0 and eager.max() <= 255
     results[eager.tobytes()] = True
   assert len(results) == 4  # bilinear, area, nearest, bicubic all give different pixels
-  fixed = {preprocess.resize_with_random_method(image, 32, SEED + i, False).numpy().tobytes()
-           for i in range(5)}
+  fixed = {
+      preprocess.resize_with_random_method(image, 32, SEED + i, False).numpy().tobytes()
+      for i in range(5)
+  }
   assert len(fixed) == 1
 
 
@@ -132,8 +139,11 @@ def test_colour_distortions_change_the_image_match_tf_data_and_switch_off():
   image = tf.constant(photo(), tf.float32) / 255.0
   strengths = dict(brightness=0.2, contrast=0.5, saturation=0.5, hue=0.2)
   eager = photometric.colour_distortions(image, SEED, **strengths).numpy()
-  np.testing.assert_allclose(eager, in_tf_data(
-      lambda i, s: photometric.colour_distortions(i, s, **strengths), image, SEED), atol=1e-5)
+  np.testing.assert_allclose(
+      eager,
+      in_tf_data(lambda i, s: photometric.colour_distortions(i, s, **strengths), image, SEED),
+      atol=1e-5,
+  )
   assert eager.min() >= 0 and eager.max() <= 1
   assert np.abs(eager - image.numpy()).mean() > 0.01
   for name in strengths:
@@ -147,28 +157,38 @@ def test_colour_distortions_change_the_image_match_tf_data_and_switch_off():
 def test_pca_lighting_adds_one_rgb_offset_per_image():
   image = tf.fill([8, 8, 3], 0.5)
   eager = photometric.pca_lighting_noise(image, SEED, 0.1).numpy()
-  np.testing.assert_allclose(eager, in_tf_data(
-      lambda i, s: photometric.pca_lighting_noise(i, s, 0.1), image, SEED), atol=1e-6)
+  np.testing.assert_allclose(
+      eager,
+      in_tf_data(lambda i, s: photometric.pca_lighting_noise(i, s, 0.1), image, SEED),
+      atol=1e-6,
+  )
   offset = eager - 0.5
   assert np.abs(offset).max() > 1e-4
   np.testing.assert_allclose(offset, np.broadcast_to(offset[0, 0], offset.shape), atol=1e-6)
-  np.testing.assert_array_equal(photometric.pca_lighting_noise(image, SEED, 0.0).numpy(),
-                                image.numpy())
+  np.testing.assert_array_equal(
+      photometric.pca_lighting_noise(image, SEED, 0.0).numpy(), image.numpy()
+  )
 
 
 def test_normalizations_match_their_conventions():
   rgb = tf.constant([[0.0, 0.5, 1.0]])
-  np.testing.assert_allclose(photometric.normalize(rgb, 'imagenet').numpy(),
-                             [[-0.485 / 0.229, (0.5 - 0.456) / 0.224, (1 - 0.406) / 0.225]],
-                             rtol=1e-5)
-  np.testing.assert_allclose(photometric.normalize(rgb, 'caffe').numpy(),
-                             [[255 - 104, 127.5 - 117, 0 - 123]], rtol=1e-5)
-  np.testing.assert_allclose(photometric.normalize(rgb, 'unit').numpy(), [[-1, 0, 1]])
-  for method in ('imagenet', 'caffe', 'unit'):
-    np.testing.assert_allclose(in_tf_data(lambda x, m=method: photometric.normalize(x, m), rgb),
-                               photometric.normalize(rgb, method).numpy(), rtol=1e-6)
-  with pytest.raises(ValueError, match='normalization'):
-    photometric.normalize(rgb, 'bgr')
+  np.testing.assert_allclose(
+      photometric.normalize(rgb, "imagenet").numpy(),
+      [[-0.485 / 0.229, (0.5 - 0.456) / 0.224, (1 - 0.406) / 0.225]],
+      rtol=1e-5,
+  )
+  np.testing.assert_allclose(
+      photometric.normalize(rgb, "caffe").numpy(), [[255 - 104, 127.5 - 117, 0 - 123]], rtol=1e-5
+  )
+  np.testing.assert_allclose(photometric.normalize(rgb, "unit").numpy(), [[-1, 0, 1]])
+  for method in ("imagenet", "caffe", "unit"):
+    np.testing.assert_allclose(
+        in_tf_data(lambda x, m=method: photometric.normalize(x, m), rgb),
+        photometric.normalize(rgb, method).numpy(),
+        rtol=1e-6,
+    )
+  with pytest.raises(ValueError, match="normalization"):
+    photometric.normalize(rgb, "bgr")
 
 
 def test_preprocess_for_train_is_reproducible_and_the_same_in_tf_data():
@@ -177,12 +197,15 @@ def test_preprocess_for_train_is_reproducible_and_the_same_in_tf_data():
   encoded = tf.io.encode_jpeg(photo(200, 300))
   eager = preprocess.preprocess_for_train(encoded, SEED, config).numpy()
   assert eager.shape == (48, 48, 3) and eager.dtype == np.float32
-  np.testing.assert_allclose(eager, in_tf_data(
-      lambda e, s: preprocess.preprocess_for_train(e, s, config), encoded, SEED), atol=1e-4)
-  np.testing.assert_array_equal(eager, preprocess.preprocess_for_train(encoded, SEED,
-                                                                       config).numpy())
-  assert not np.allclose(eager, preprocess.preprocess_for_train(encoded, SEED + 1,
-                                                                config).numpy())
+  np.testing.assert_allclose(
+      eager,
+      in_tf_data(lambda e, s: preprocess.preprocess_for_train(e, s, config), encoded, SEED),
+      atol=1e-4,
+  )
+  np.testing.assert_array_equal(
+      eager, preprocess.preprocess_for_train(encoded, SEED, config).numpy()
+  )
+  assert not np.allclose(eager, preprocess.preprocess_for_train(encoded, SEED + 1, config).numpy())
 
 
 def test_eval_view_resizes_shorter_side_and_centre_crops():
@@ -200,8 +223,11 @@ def test_eval_view_resizes_shorter_side_and_centre_crops():
   assert abs(bright_columns.mean() - 111.5) < 1.5
   eager = eval_preprocess.preprocess_for_eval(tf.constant(pixels), config).numpy()
   assert eager.shape == (224, 224, 3)
-  np.testing.assert_allclose(eager, in_tf_data(
-      lambda p: eval_preprocess.preprocess_for_eval(p, config), tf.constant(pixels)), atol=1e-4)
+  np.testing.assert_allclose(
+      eager,
+      in_tf_data(lambda p: eval_preprocess.preprocess_for_eval(p, config), tf.constant(pixels)),
+      atol=1e-4,
+  )
 
 
 def test_decode_rgb_turns_grey_and_png_into_three_channels():

@@ -1,4 +1,5 @@
 """runtime.launch re-executes a process once with glibc's huge-page malloc tunable."""
+
 import os
 import platform
 import subprocess
@@ -11,7 +12,8 @@ from runtime import launch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 glibc_linux = pytest.mark.skipif(
-    sys.platform != "linux" or platform.libc_ver()[0] != "glibc", reason="glibc/Linux only")
+    sys.platform != "linux" or platform.libc_ver()[0] != "glibc", reason="glibc/Linux only"
+)
 
 
 @glibc_linux
@@ -35,22 +37,28 @@ def test_reexec_runs_the_same_command_once_with_the_settings(tmp_path):
       launch.reexec_with_allocator_settings()
       print("running", os.environ["GLIBC_TUNABLES"])
   """))
-  env = {k: v for k, v in os.environ.items()
-         if k not in ("GLIBC_TUNABLES", launch.OPT_OUT)}
-  out = subprocess.run([sys.executable, "-u", str(script), "--flag=1"], env=env, check=True,
-                       capture_output=True, text=True).stdout.splitlines()
+  env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", launch.OPT_OUT)}
+  out = subprocess.run(
+      [sys.executable, "-u", str(script), "--flag=1"],
+      env=env,
+      check=True,
+      capture_output=True,
+      text=True,
+  ).stdout.splitlines()
   tunables = launch.TUNABLES
-  assert out == ["start ['--flag=1'] None", f"start ['--flag=1'] {tunables}",
-                 f"running {tunables}"]
+  assert out == ["start ['--flag=1'] None", f"start ['--flag=1'] {tunables}", f"running {tunables}"]
 
 
 @glibc_linux
 def test_opt_out_keeps_the_process(tmp_path):
   script = tmp_path / "probe.py"
-  script.write_text(f"import sys; sys.path.insert(0, {REPO!r}); from runtime import launch\n"
-                    "print('start'); launch.reexec_with_allocator_settings(); print('end')\n")
+  script.write_text(
+      f"import sys; sys.path.insert(0, {REPO!r}); from runtime import launch\n"
+      "print('start'); launch.reexec_with_allocator_settings(); print('end')\n"
+  )
   env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
   env[launch.OPT_OUT] = "1"
-  out = subprocess.run([sys.executable, str(script)], env=env, check=True, capture_output=True,
-                       text=True).stdout.split()
+  out = subprocess.run(
+      [sys.executable, str(script)], env=env, check=True, capture_output=True, text=True
+  ).stdout.split()
   assert out == ["start", "end"]

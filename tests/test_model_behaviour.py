@@ -1,4 +1,5 @@
 """Forward/backward behaviour of narrow models on tiny inputs (fast on 2 CPU cores)."""
+
 import functools
 
 import jax
@@ -12,10 +13,12 @@ from inception import create_model
 NARROW = dict(width=0.125, num_classes=5)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _init_cached(model, size, batch):
   images = jax.random.normal(jax.random.key(3), (batch, size, size, 3))
-  variables = jax.jit(model.init)({"params": jax.random.key(0), "dropout": jax.random.key(1)}, images)
+  variables = jax.jit(model.init)(
+      {"params": jax.random.key(0), "dropout": jax.random.key(1)}, images
+  )
   return variables, images
 
 
@@ -29,7 +32,9 @@ def init(model, size=32, batch=2):
 
 def jit_apply(model, **static):
   """`model.apply` compiled once per mode: `static` holds train/mutable."""
-  return jax.jit(lambda variables, images, rngs=None: model.apply(variables, images, rngs=rngs, **static))
+  return jax.jit(
+      lambda variables, images, rngs=None: model.apply(variables, images, rngs=rngs, **static)
+  )
 
 
 @pytest.mark.parametrize("variant", ["paper", "bn", "torchvision"])
@@ -61,8 +66,9 @@ def test_features_returned_beside_logits():
   logits, features = output.logits, output.features
   assert features.shape == (2, 128)  # 1024 * 0.125
   classifier = variables["params"]["classifier"]
-  np.testing.assert_allclose(logits, features @ classifier["kernel"] + classifier["bias"],
-                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+      logits, features @ classifier["kernel"] + classifier["bias"], rtol=1e-5, atol=1e-6
+  )
 
 
 def test_dropout_inactive_at_inference_and_active_in_training():
@@ -97,12 +103,20 @@ def test_jit_forward_backward_narrow_model(variant, size):
   @jax.jit
   def loss_and_grad(params):
     def loss_fn(params):
-      output, _ = model.apply({"params": params, "batch_stats": batch_stats}, images,
-                              train=True, rngs={"dropout": jax.random.key(5)},
-                              mutable=["batch_stats"])
+      output, _ = model.apply(
+          {"params": params, "batch_stats": batch_stats},
+          images,
+          train=True,
+          rngs={"dropout": jax.random.key(5)},
+          mutable=["batch_stats"],
+      )
       logits, aux = output.logits, output.aux_logits
-      losses = [optax.softmax_cross_entropy_with_integer_labels(l, labels).mean() for l in (logits, *aux)]
+      losses = [
+          optax.softmax_cross_entropy_with_integer_labels(head, labels).mean()
+          for head in (logits, *aux)
+      ]
       return losses[0] + 0.3 * sum(losses[1:])
+
     return jax.value_and_grad(loss_fn)(params)
 
   loss, grads = loss_and_grad(params)

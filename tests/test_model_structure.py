@@ -1,5 +1,4 @@
 """Full-size structure of every variant, checked without compute via jax.eval_shape."""
-import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -8,8 +7,17 @@ import pytest
 from inception import create_model, paper
 
 VARIANTS = ["paper", "bn", "torchvision"]
-INCEPTION_DEPTHS = {"3a": 256, "3b": 480, "4a": 512, "4b": 512, "4c": 512, "4d": 528,
-                    "4e": 832, "5a": 832, "5b": 1024}
+INCEPTION_DEPTHS = {
+    "3a": 256,
+    "3b": 480,
+    "4a": 512,
+    "4b": 512,
+    "4c": 512,
+    "4d": 528,
+    "4e": 832,
+    "5a": 832,
+    "5b": 1024,
+}
 INCEPTION_SIZES = {"3": 28, "4": 14, "5": 7}
 
 
@@ -47,9 +55,14 @@ def test_stage_shapes_follow_table_1(variant_shapes):
 
 def expected_inception_weights(channels, in_channels, kernel5x5):
   c = channels
-  return (in_channels * c.conv1x1 + in_channels * c.reduce3x3 + 9 * c.reduce3x3 * c.conv3x3
-          + in_channels * c.reduce5x5 + kernel5x5 ** 2 * c.reduce5x5 * c.conv5x5
-          + in_channels * c.pool_proj)
+  return (
+      in_channels * c.conv1x1
+      + in_channels * c.reduce3x3
+      + 9 * c.reduce3x3 * c.conv3x3
+      + in_channels * c.reduce5x5
+      + kernel5x5**2 * c.reduce5x5 * c.conv5x5
+      + in_channels * c.pool_proj
+  )
 
 
 def test_inception_weight_counts_follow_channel_columns(variant_shapes):
@@ -57,8 +70,11 @@ def test_inception_weight_counts_follow_channel_columns(variant_shapes):
   in_channels = 192
   for tag, channels in paper.INCEPTION_CHANNELS.items():
     module = shapes["params"][f"inception_{tag}"]
-    kernels = sum(leaf.size for path, leaf in jax.tree_util.tree_leaves_with_path(module)
-                  if path[-1].key == "kernel")
+    kernels = sum(
+        leaf.size
+        for path, leaf in jax.tree_util.tree_leaves_with_path(module)
+        if path[-1].key == "kernel"
+    )
     assert kernels == expected_inception_weights(channels, in_channels, model.conv5x5_kernel), tag
     in_channels = channels.out_channels
 
@@ -127,6 +143,7 @@ def test_unknown_variant_and_field_are_named():
 
 def test_caffe_initialisation():
   from tests.test_model_behaviour import NARROW, init
+
   params = init(create_model("paper", **NARROW))[0]["params"]
   kernel = params["inception_4a"]["3x3"]["conv"]["kernel"]
   fan_in = 3 * 3 * kernel.shape[2]

@@ -6,6 +6,7 @@ resumed by a 1-process run, read on other topologies, and evaluated by `eval.cla
 processes. The digits source with `data.train_order='global'` gives the same global batches
 for any process count, so the runs can be compared parameter by parameter.
 """
+
 import glob
 import json
 import os
@@ -15,15 +16,15 @@ import signal
 import subprocess
 import sys
 
+from absl import logging as absl_logging
 import jax
 import numpy as np
 import pytest
-from absl import logging as absl_logging
 
 from configs import digits
+from runtime import artifacts
 from tests.local_cluster import REPO_ROOT, LocalCluster
 from train import PREEMPTED_EXIT_CODE, checkpoint, train_and_evaluate
-from runtime import artifacts
 
 DEVICES_PER_PROCESS = 4
 OVERRIDES = {
@@ -49,8 +50,13 @@ COMPARED_STEP = 2
 
 def main_command(workdir, **extra):
   flags = {**OVERRIDES, **extra}
-  return [sys.executable, "main.py", "--config=configs/digits.py", f"--workdir={workdir}",
-          "--config.distributed=true"] + [f"--config.{k}={v}" for k, v in flags.items()]
+  return [
+      sys.executable,
+      "main.py",
+      "--config=configs/digits.py",
+      f"--workdir={workdir}",
+      "--config.distributed=true",
+  ] + [f"--config.{k}={v}" for k, v in flags.items()]
 
 
 def in_process_config(steps):
@@ -77,8 +83,13 @@ def preempted_run(tmp_path_factory):
   """2 processes, SIGTERM to both once both have evaluated at step 2."""
   root = tmp_path_factory.mktemp("two_processes")
   workdir = root / "workdir"
-  with LocalCluster(main_command(workdir), 2, devices_per_process=DEVICES_PER_PROCESS,
-                    log_dir=str(root / "logs"), record_writes=True) as cluster:
+  with LocalCluster(
+      main_command(workdir),
+      2,
+      devices_per_process=DEVICES_PER_PROCESS,
+      log_dir=str(root / "logs"),
+      record_writes=True,
+  ) as cluster:
     assert cluster.wait_for_log("eval at step 2", timeout=240), "\n".join(cluster.logs())
     cluster.signal_all(signal.SIGTERM)
     results = cluster.wait(timeout=120)
@@ -124,12 +135,14 @@ def one_process_run(tmp_path_factory):
   return workdir
 
 
-def test_two_processes_equal_one_process_on_the_same_global_batches(preempted_run,
-                                                                    one_process_run):
+def test_two_processes_equal_one_process_on_the_same_global_batches(preempted_run, one_process_run):
   workdir, _, _ = preempted_run
   for use_ema in (False, True):
-    pairs = zip(leaves(workdir, use_ema, COMPARED_STEP),
-                leaves(one_process_run, use_ema, COMPARED_STEP), strict=True)
+    pairs = zip(
+        leaves(workdir, use_ema, COMPARED_STEP),
+        leaves(one_process_run, use_ema, COMPARED_STEP),
+        strict=True,
+    )
     for a, b in pairs:
       np.testing.assert_allclose(a, b, rtol=PARAM_RTOL, atol=PARAM_ATOL)
 
@@ -160,16 +173,24 @@ def test_one_process_resumes_the_two_process_checkpoint(preempted_run, tmp_path,
 def test_variables_restore_on_one_device_from_any_topology(preempted_run, one_process_run):
   workdir, _, _ = preempted_run
   eight_devices = one_process_run
-  script = ("import sys, jax\n"
-            "from runtime import artifacts\n"
-            "assert jax.device_count() == 1\n"
-            "for path in sys.argv[1:]:\n"
-            "  variables, _ = artifacts.load_model_variables(path, use_ema=True)\n"
-            "  print(path, len(jax.tree.leaves(variables)))\n")
+  script = (
+      "import sys, jax\n"
+      "from runtime import artifacts\n"
+      "assert jax.device_count() == 1\n"
+      "for path in sys.argv[1:]:\n"
+      "  variables, _ = artifacts.load_model_variables(path, use_ema=True)\n"
+      "  print(path, len(jax.tree.leaves(variables)))\n"
+  )
   env = {**os.environ, "JAX_NUM_CPU_DEVICES": "1", "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu"}
-  done = subprocess.run([sys.executable, "-c", script, str(eight_devices), str(workdir)],
-                        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,
-                        check=False)
+  done = subprocess.run(
+      [sys.executable, "-c", script, str(eight_devices), str(workdir)],
+      cwd=REPO_ROOT,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=120,
+      check=False,
+  )
   assert done.returncode == 0, done.stderr[-5000:]
   counts = [int(line.split()[-1]) for line in done.stdout.splitlines()]
   assert len(counts) == 2 and counts[0] == counts[1] > 0
@@ -178,11 +199,24 @@ def test_variables_restore_on_one_device_from_any_topology(preempted_run, one_pr
 def test_eval_classify_on_two_processes_counts_each_image_once(preempted_run, tmp_path):
   workdir, _, _ = preempted_run
   output = tmp_path / "table.json"
-  command = [sys.executable, "-m", "eval.classify", "--config=configs/digits.py",
-             "--config.distributed=true", f"--models={workdir}", "--crops=1",
-             "--batch_size=48", f"--output={output}"]
-  with LocalCluster(command, 2, devices_per_process=DEVICES_PER_PROCESS,
-                    log_dir=str(tmp_path / "logs"), record_writes=True) as cluster:
+  command = [
+      sys.executable,
+      "-m",
+      "eval.classify",
+      "--config=configs/digits.py",
+      "--config.distributed=true",
+      f"--models={workdir}",
+      "--crops=1",
+      "--batch_size=48",
+      f"--output={output}",
+  ]
+  with LocalCluster(
+      command,
+      2,
+      devices_per_process=DEVICES_PER_PROCESS,
+      log_dir=str(tmp_path / "logs"),
+      record_writes=True,
+  ) as cluster:
     results = cluster.wait(timeout=240)
     writes = [cluster.written_files(i) for i in range(2)]
   assert [r.returncode for r in results] == [0, 0], "\n".join(r.log[-3000:] for r in results)
@@ -199,17 +233,24 @@ def test_eval_detect_on_two_processes_shares_the_work_and_writes_once(tmp_path):
   region records and the report written by process 0 only, and the same detections as one
   process scoring with the same classifier."""
   pytest.importorskip("cv2.ximgproc", reason="needs opencv-contrib-python-headless")
-  from tests.test_detection_end_to_end import TINY_OVERRIDES, tiny_config  # pylint: disable=g-import-not-at-top
-  from detection import run  # pylint: disable=g-import-not-at-top
+  from detection import run
+  from tests.test_detection_end_to_end import TINY_OVERRIDES, tiny_config
+
   workdir, cache = tmp_path / "workdir", tmp_path / "proposals"
   overrides = {**TINY_OVERRIDES, "detection.proposals.cache_dir": cache}
-  command = ([sys.executable, "-m", "eval.detect", "--config=configs/rcnn_synthetic.py",
-              f"--workdir={workdir}", "--config.distributed=true"]
-             + [f"--config.{k}={v}" for k, v in overrides.items()])
+  command = [
+      sys.executable,
+      "-m",
+      "eval.detect",
+      "--config=configs/rcnn_synthetic.py",
+      f"--workdir={workdir}",
+      "--config.distributed=true",
+  ] + [f"--config.{k}={v}" for k, v in overrides.items()]
   # One device per process: the sharing between processes is what is tested here (devices
   # within a process are the training system's, tested above), and it compiles faster.
-  with LocalCluster(command, 2, devices_per_process=1,
-                    log_dir=str(tmp_path / "logs"), record_writes=True) as cluster:
+  with LocalCluster(
+      command, 2, devices_per_process=1, log_dir=str(tmp_path / "logs"), record_writes=True
+  ) as cluster:
     results = cluster.wait(timeout=300)
     writes = [cluster.written_files(i) for i in range(2)]
   assert [r.returncode for r in results] == [0, 0], "\n".join(r.log[-4000:] for r in results)
@@ -219,8 +260,9 @@ def test_eval_detect_on_two_processes_shares_the_work_and_writes_once(tmp_path):
   # 4 train + 3 test images, each searched by exactly one of the two processes.
   assert summary["proposal_cache"] == {"hits": 0, "misses": 7}
   # (TensorFlow writes the .tfrecord files from C++, out of the audit hook's sight.)
-  leader_only = [str(workdir / "detection" / n) for n in ("metrics.json", "detections.json",
-                                                          "report.md")]
+  leader_only = [
+      str(workdir / "detection" / n) for n in ("metrics.json", "detections.json", "report.md")
+  ]
   leader_only.append(str(workdir / "regions" / "manifest.json"))
   assert set(leader_only) <= writes[0]
   assert not {w for w in writes[1] if "/detection/" in w or "/regions/" in w}, writes[1]
@@ -242,5 +284,9 @@ def test_eval_detect_on_two_processes_shares_the_work_and_writes_once(tmp_path):
   # devices see other batch compositions.
   strip = lambda ds: [{k: v for k, v in d.items() if k != "score"} for d in ds]
   assert strip(one_process_detections) == strip(two_process_detections)
-  np.testing.assert_allclose([d["score"] for d in one_process_detections],
-                             [d["score"] for d in two_process_detections], rtol=1e-5, atol=2e-6)
+  np.testing.assert_allclose(
+      [d["score"] for d in one_process_detections],
+      [d["score"] for d in two_process_detections],
+      rtol=1e-5,
+      atol=2e-6,
+  )

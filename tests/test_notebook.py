@@ -1,8 +1,9 @@
 """notebooks/quickstart.ipynb runs top to bottom (QUICK, on this CPU) and shows what it promises."""
+
 import os
 
-import nbformat
 from nbclient import NotebookClient
+import nbformat
 
 from tests.local_cluster import REPO_ROOT
 
@@ -10,8 +11,13 @@ NOTEBOOK = os.path.join(REPO_ROOT, "notebooks", "quickstart.ipynb")
 
 
 def outputs_of(notebook, mime):
-  return [output["data"][mime] for cell in notebook.cells if cell.cell_type == "code"
-          for output in cell.get("outputs", []) if mime in output.get("data", {})]
+  return [
+      output["data"][mime]
+      for cell in notebook.cells
+      if cell.cell_type == "code"
+      for output in cell.get("outputs", [])
+      if mime in output.get("data", {})
+  ]
 
 
 def test_committed_notebook_holds_no_outputs():
@@ -29,14 +35,26 @@ def test_quickstart_runs_top_to_bottom(tmp_path):
   parameters[0].source += f"\nWORKDIR = {str(tmp_path / 'quickstart')!r}\n"
   # A one-device CPU runtime like Colab's, not the suite's 8 simulated devices.
   env = dict(os.environ)
-  env["XLA_FLAGS"] = " ".join(f for f in env.get("XLA_FLAGS", "").split()
-                              if not f.startswith("--xla_force_host_platform_device_count"))
-  client = NotebookClient(notebook, timeout=600, kernel_name="python3",
-                          resources={"metadata": {"path": os.path.join(REPO_ROOT, "notebooks")}})
+  env["XLA_FLAGS"] = " ".join(
+      f
+      for f in env.get("XLA_FLAGS", "").split()
+      if not f.startswith("--xla_force_host_platform_device_count")
+  )
+  client = NotebookClient(
+      notebook,
+      timeout=600,
+      kernel_name="python3",
+      resources={"metadata": {"path": os.path.join(REPO_ROOT, "notebooks")}},
+  )
   client.execute(env=env)  # raises CellExecutionError, naming the cell, on any error
 
-  printed = "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code"
-                    for o in c.outputs if o.get("output_type") == "stream")
+  printed = "".join(
+      o.get("text", "")
+      for c in notebook.cells
+      if c.cell_type == "code"
+      for o in c.outputs
+      if o.get("output_type") == "stream"
+  )
   assert "(local checkout)" in printed and "CpuDevice" in printed
   assert "EMA top-1" in printed
   markdown = "\n".join(outputs_of(notebook, "text/markdown"))

@@ -1,14 +1,15 @@
 """The CPU fast paths (custom max-pool VJP, matmul 1x1 convolutions) against jax.grad of
 the plain XLA ops: same values, same gradients, including ties in max pooling."""
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from inception.layers import CeilMaxPool, _ceil_padding
 from kernels import conv1x1 as fast_conv
 from kernels import max_pool as pooling
-from inception.layers import CeilMaxPool, _ceil_padding
 
 # (height, width, window, stride, pad): GoogLeNet's 3x3/2 ceil pools (even and odd sizes), the
 # inception modules' 3x3/1 pad 1, torchvision's 2x2/2 pool4 (with an odd size that drops a
@@ -57,7 +58,9 @@ def test_max_pool_vjp_matches_select_and_scatter_with_ties(h, w, window, stride,
   x = _tied_input((2, h, w, 3), seed=h * 31 + w)
   y_shape = pooling.max_pool_2d_plain(x, window, strides, padding).shape
   g = _dyadic_cotangent(y_shape, seed=1)
-  (y, dx), (y_ref, dx_ref) = jax.jit(_pool_grads, static_argnums=(2, 3, 4))(x, g, window, strides, padding)
+  (y, dx), (y_ref, dx_ref) = jax.jit(_pool_grads, static_argnums=(2, 3, 4))(
+      x, g, window, strides, padding
+  )
   np.testing.assert_array_equal(np.asarray(y), np.asarray(y_ref))
   np.testing.assert_array_equal(np.asarray(dx), np.asarray(dx_ref))
 
@@ -79,7 +82,9 @@ def test_ties_go_to_the_first_max_in_row_major_order():
   # One 3x3/2 window full of equal values: the whole gradient lands on its top-left element,
   # as with XLA's select_and_scatter (`ge` select); splitting it would give 1/9 each.
   x = jnp.ones((1, 3, 3, 1))
-  dx = jax.grad(lambda v: pooling._max_pool_first_max_vjp(v, (3, 3), (2, 2), ((0, 0), (0, 0))).sum())(x)
+  dx = jax.grad(
+      lambda v: pooling._max_pool_first_max_vjp(v, (3, 3), (2, 2), ((0, 0), (0, 0))).sum()
+  )(x)
   expected = np.zeros((1, 3, 3, 1), np.float32)
   expected[0, 0, 0, 0] = 1.0
   np.testing.assert_array_equal(np.asarray(dx), expected)
@@ -87,7 +92,9 @@ def test_ties_go_to_the_first_max_in_row_major_order():
   # (rows 0-2) sends its gradient to row 0; window 1 (rows 2-4) to row 2.
   x = jnp.asarray([5.0, 1.0, 5.0, 1.0, 1.0]).reshape(1, 5, 1, 1)
   g = jnp.asarray([1.0, 2.0]).reshape(1, 2, 1, 1)
-  _, vjp = jax.vjp(lambda v: pooling._max_pool_first_max_vjp(v, (3, 1), (2, 1), ((0, 0), (0, 0))), x)
+  _, vjp = jax.vjp(
+      lambda v: pooling._max_pool_first_max_vjp(v, (3, 1), (2, 1), ((0, 0), (0, 0))), x
+  )
   np.testing.assert_array_equal(np.asarray(vjp(g)[0]).ravel(), [1.0, 0.0, 2.0, 0.0, 0.0])
 
 
@@ -97,7 +104,9 @@ def test_max_pool_vjp_random_data_allclose(h, w, window, stride, pad):
   # another order, so compare to float32 rounding.
   window, strides, padding = _pool_args(h, w, window, stride, pad)
   x = jax.random.normal(jax.random.key(0), (3, h, w, 4))
-  g = jax.random.normal(jax.random.key(1), pooling.max_pool_2d_plain(x, window, strides, padding).shape)
+  g = jax.random.normal(
+      jax.random.key(1), pooling.max_pool_2d_plain(x, window, strides, padding).shape
+  )
   (y, dx), (y_ref, dx_ref) = _pool_grads(x, g, window, strides, padding)
   np.testing.assert_array_equal(np.asarray(y), np.asarray(y_ref))
   np.testing.assert_allclose(np.asarray(dx), np.asarray(dx_ref), rtol=1e-6, atol=1e-6)
@@ -107,7 +116,9 @@ def test_max_pool_vjp_random_data_allclose(h, w, window, stride, pad):
 def test_max_pool_vjp_bfloat16(h, w, window, stride, pad):
   window, strides, padding = _pool_args(h, w, window, stride, pad)
   x = _tied_input((2, h, w, 3), seed=5, dtype=jnp.bfloat16)
-  g = _dyadic_cotangent(pooling.max_pool_2d_plain(x, window, strides, padding).shape, 2, jnp.bfloat16)
+  g = _dyadic_cotangent(
+      pooling.max_pool_2d_plain(x, window, strides, padding).shape, 2, jnp.bfloat16
+  )
   (y, dx), (y_ref, dx_ref) = _pool_grads(x, g, window, strides, padding)
   assert dx.dtype == jnp.bfloat16
   np.testing.assert_array_equal(np.asarray(y, np.float32), np.asarray(y_ref, np.float32))
@@ -121,10 +132,14 @@ def test_ceil_max_pool_module_extra_batch_dims_and_grad():
   window, strides, padding = _pool_args(9, 9, 3, 2, 0)
   loss = lambda v: (module.apply({}, v) ** 2).sum()
   ref = lambda v: (nn.max_pool(v.reshape(6, 9, 9, 2), window, strides, padding) ** 2).sum()
-  np.testing.assert_array_equal(np.asarray(jax.jit(jax.grad(loss))(x)), np.asarray(jax.grad(ref)(x)))
+  np.testing.assert_array_equal(
+      np.asarray(jax.jit(jax.grad(loss))(x)), np.asarray(jax.grad(ref)(x))
+  )
 
 
-@pytest.mark.parametrize("kernel,stride,pad,cin", [(1, 1, 0, 8), (3, 1, 1, 5), (7, 2, 3, 3), (3, 2, 0, 4)])
+@pytest.mark.parametrize(
+    "kernel,stride,pad,cin", [(1, 1, 0, 8), (3, 1, 1, 5), (7, 2, 3, 3), (3, 2, 0, 4)]
+)
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
 def test_conv_fast_path_matches_lax_conv_and_grads(kernel, stride, pad, cin, dtype):
   x = jax.random.normal(jax.random.key(0), (2, 11, 10, cin), dtype)
@@ -136,14 +151,17 @@ def test_conv_fast_path_matches_lax_conv_and_grads(kernel, stride, pad, cin, dty
     y = conv_fn(x_, w_, *args, **kwargs).astype(jnp.float32)
     return jnp.sum(y * jnp.cos(jnp.arange(y.size, dtype=jnp.float32).reshape(y.shape)))
 
-  got = jax.jit(jax.value_and_grad(lambda a, b: loss(fast_conv.for_kernels("cpu"), a, b), (0, 1)))(x, w)
+  got = jax.jit(jax.value_and_grad(lambda a, b: loss(fast_conv.for_kernels("cpu"), a, b), (0, 1)))(
+      x, w
+  )
   ref = jax.value_and_grad(lambda a, b: loss(jax.lax.conv_general_dilated, a, b), (0, 1))(x, w)
   tol = 1e-5 if dtype == jnp.float32 else 3e-2
   for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(ref)):
     assert a.dtype == b.dtype
     scale = float(jnp.max(jnp.abs(b.astype(jnp.float32)))) + 1e-6
-    np.testing.assert_allclose(np.asarray(a, np.float32) / scale, np.asarray(b, np.float32) / scale,
-                               atol=tol, rtol=0)
+    np.testing.assert_allclose(
+        np.asarray(a, np.float32) / scale, np.asarray(b, np.float32) / scale, atol=tol, rtol=0
+    )
 
 
 @pytest.mark.parametrize("h,w,window,stride,pad", [(7, 7, 3, 1, 1), (13, 9, 3, 2, 0)])
@@ -157,7 +175,8 @@ def test_a_nan_leaves_other_channels_and_images_gradients_exact(h, w, window, st
   pooled = jax.eval_shape(lambda v: pooling.max_pool_2d_plain(v, window_hw, strides, padding), x)
   g = _dyadic_cotangent(pooled.shape, seed=12)
   (y, dx), (y_ref, dx_ref) = jax.jit(
-      lambda x_, g_: _pool_grads(x_, g_, window_hw, strides, padding))(x, g)
+      lambda x_, g_: _pool_grads(x_, g_, window_hw, strides, padding)
+  )(x, g)
   np.testing.assert_array_equal(np.asarray(y), np.asarray(y_ref))  # NaN where the reference has it
   # Channel 1 and the second image never see the NaN: bit-identical to select_and_scatter.
   np.testing.assert_array_equal(np.asarray(dx[..., 1]), np.asarray(dx_ref[..., 1]))
@@ -168,12 +187,13 @@ def test_a_nan_leaves_other_channels_and_images_gradients_exact(h, w, window, st
 @pytest.mark.parametrize("h,w,window,stride,pad", [(7, 7, 3, 1, 1), (13, 9, 3, 2, 0)])
 def test_second_derivatives_match_the_plain_pool(h, w, window, stride, pad):
   # Distinct values (no ties): second derivatives of a max are only defined away from ties.
-  x = jnp.asarray(np.random.default_rng(13).permutation(2 * h * w * 2).reshape(2, h, w, 2)
-                  / 8.0, jnp.float32)
+  x = jnp.asarray(
+      np.random.default_rng(13).permutation(2 * h * w * 2).reshape(2, h, w, 2) / 8.0, jnp.float32
+  )
   window_hw, strides, padding = _pool_args(h, w, window, stride, pad)
   plain = lambda v: pooling.max_pool_2d_plain(v, window_hw, strides, padding)
   custom = lambda v: pooling._max_pool_first_max_vjp(v, window_hw, strides, padding)
-  grad_norm = lambda pool: jax.grad(lambda v: jnp.sum(jax.grad(
-      lambda u: jnp.sum(pool(u) ** 3))(v) ** 2))
-  np.testing.assert_allclose(jax.jit(grad_norm(custom))(x), jax.jit(grad_norm(plain))(x),
-                             rtol=1e-6)
+  grad_norm = lambda pool: jax.grad(
+      lambda v: jnp.sum(jax.grad(lambda u: jnp.sum(pool(u) ** 3))(v) ** 2)
+  )
+  np.testing.assert_allclose(jax.jit(grad_norm(custom))(x), jax.jit(grad_norm(plain))(x), rtol=1e-6)

@@ -1,4 +1,5 @@
 """Process start-up: the explicit-coordinator environment and the compilation cache setting."""
+
 import os
 
 import pytest
@@ -14,12 +15,18 @@ def test_explicit_cluster_from_the_environment():
   assert process.explicit_cluster(env) == {"num_processes": 4, "process_id": 3}
 
 
-@pytest.mark.parametrize("env,message", [
-    ({"JAX_NUM_PROCESSES": "2"}, "JAX_PROCESS_ID is not"),
-    ({"JAX_PROCESS_ID": "0"}, "JAX_NUM_PROCESSES is not"),
-    ({"JAX_NUM_PROCESSES": "two", "JAX_PROCESS_ID": "0"}, "must be integers"),
-    ({"JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "2"}, r"must be in \[0, JAX_NUM_PROCESSES=2\)"),
-])
+@pytest.mark.parametrize(
+    "env,message",
+    [
+        ({"JAX_NUM_PROCESSES": "2"}, "JAX_PROCESS_ID is not"),
+        ({"JAX_PROCESS_ID": "0"}, "JAX_NUM_PROCESSES is not"),
+        ({"JAX_NUM_PROCESSES": "two", "JAX_PROCESS_ID": "0"}, "must be integers"),
+        (
+            {"JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "2"},
+            r"must be in \[0, JAX_NUM_PROCESSES=2\)",
+        ),
+    ],
+)
 def test_incomplete_or_wrong_cluster_settings_name_the_fix(env, message):
   with pytest.raises(ValueError, match=message):
     process.explicit_cluster({**COORDINATOR, **env})
@@ -33,6 +40,7 @@ def test_a_process_count_without_coordinator_asks_for_it():
 def test_compilation_cache_setting(tmp_path):
   assert process.compilation_cache_dir("off") is None
   assert process.compilation_cache_dir("auto", {"XDG_CACHE_HOME": str(tmp_path)}) == str(
-      tmp_path / "googlenet_jax" / "xla")
+      tmp_path / "googlenet_jax" / "xla"
+  )
   assert process.compilation_cache_dir(str(tmp_path / "c")) == str(tmp_path / "c")
   assert process.compilation_cache_dir("auto", {}).startswith(os.path.expanduser("~"))

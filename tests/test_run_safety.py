@@ -1,5 +1,6 @@
 """Nothing lost, nothing silent: a held workdir, saves finished on every exit, damaged and
 foreign checkpoints, signals and exit statuses, one-line errors for user mistakes."""
+
 import json
 import os
 import re
@@ -9,18 +10,24 @@ import subprocess
 import sys
 import time
 
+from absl import logging as absl_logging
 import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from absl import logging as absl_logging
 
+from runtime import artifacts
 from tests.local_cluster import REPO_ROOT
 from tests.test_train_loop import tiny_config
-from train import NonFiniteLossError, WorkdirBusyError, checkpoint
-from runtime import artifacts
-from train import resume, train_and_evaluate, workdir_lock
+from train import (
+    NonFiniteLossError,
+    WorkdirBusyError,
+    checkpoint,
+    resume,
+    train_and_evaluate,
+    workdir_lock,
+)
 
 
 @pytest.fixture
@@ -45,8 +52,10 @@ def write_lock(workdir, pid, host=None, age=0.0):
 def test_second_run_on_a_held_workdir_stops_at_once_naming_the_holder(tmp_path, live_process):
   write_lock(tmp_path, live_process.pid)
   start = time.time()
-  with pytest.raises(WorkdirBusyError, match=rf"process {live_process.pid} on host "
-                     rf"{re.escape(socket.gethostname())}"):
+  with pytest.raises(
+      WorkdirBusyError,
+      match=rf"process {live_process.pid} on host " rf"{re.escape(socket.gethostname())}",
+  ):
     train_and_evaluate(tiny_config(2), str(tmp_path))
   assert time.time() - start < 5  # before any data, model or compilation
   assert not os.path.exists(tmp_path / "checkpoints")
@@ -144,35 +153,50 @@ def test_resuming_with_another_model_names_the_fields(tmp_path):
   with open(tmp_path / artifacts.MODEL_CONFIG_FILE, "w") as f:
     json.dump({**config.model.to_dict(), "width": 0.25}, f)
   config.model.width = 0.5
-  with pytest.raises(ValueError, match=r"model.width: 0.25 in the workdir, 0.5 now.*"
-                     r"--config.model.width=0.25"):
+  with pytest.raises(
+      ValueError, match=r"model.width: 0.25 in the workdir, 0.5 now.*" r"--config.model.width=0.25"
+  ):
     train_and_evaluate(config, str(tmp_path))
 
 
 def run_main(*args, timeout=120):
   env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "", "JAX_NUM_CPU_DEVICES": "1"}
-  return subprocess.run([sys.executable, "main.py", *args], cwd=REPO_ROOT, env=env,
-                        capture_output=True, text=True, timeout=timeout, check=False)
+  return subprocess.run(
+      [sys.executable, "main.py", *args],
+      cwd=REPO_ROOT,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=timeout,
+      check=False,
+  )
 
 
 def test_unusable_workdir_is_named(tmp_path):
   a_file = tmp_path / "a_file"
   a_file.write_text("not a directory")
-  with pytest.raises(ValueError, match=rf"--workdir={re.escape(str(a_file))} cannot be used: "
-                     r".*Choose a writable directory"):
+  with pytest.raises(
+      ValueError,
+      match=rf"--workdir={re.escape(str(a_file))} cannot be used: "
+      r".*Choose a writable directory",
+  ):
     train_and_evaluate(tiny_config(1), str(a_file))
 
 
 def test_user_mistakes_end_in_one_line_errors(tmp_path):
   missing = tmp_path / "no_such_folder"
-  done = run_main("--config=configs/digits.py", f"--workdir={tmp_path / 'w'}",
-                  f"--config.data.source=folder:{missing}")
+  done = run_main(
+      "--config=configs/digits.py",
+      f"--workdir={tmp_path / 'w'}",
+      f"--config.data.source=folder:{missing}",
+  )
   assert done.returncode == 1
   last = done.stderr.strip().splitlines()[-1]
   assert last.startswith("error: config.data.source=") and f"{missing} is not a directory" in last
 
-  done = run_main("--config=configs/digits.py", f"--workdir={tmp_path / 'w'}",
-                  "--config.modle.width=0.5")
+  done = run_main(
+      "--config=configs/digits.py", f"--workdir={tmp_path / 'w'}", "--config.modle.width=0.5"
+  )
   assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
   assert "error: a --config override could not be applied" in done.stderr
   assert "modle" in done.stderr
@@ -180,22 +204,30 @@ def test_user_mistakes_end_in_one_line_errors(tmp_path):
 
 def test_second_signal_stops_at_once():
   # The stop handler of the training loop, in a child that sleeps instead of training.
-  script = ("import os, signal, time\n"
-            "from train.loop import _StopRequest\n"
-            "with _StopRequest() as stop:\n"
-            "  os.kill(os.getpid(), signal.SIGINT)\n"
-            "  print('first', stop.signal_name, flush=True)\n"
-            "  os.kill(os.getpid(), signal.SIGINT)\n"
-            "  time.sleep(30)\n"
-            "  print('second signal ignored', flush=True)\n")
+  script = (
+      "import os, signal, time\n"
+      "from train.loop import _StopRequest\n"
+      "with _StopRequest() as stop:\n"
+      "  os.kill(os.getpid(), signal.SIGINT)\n"
+      "  print('first', stop.signal_name, flush=True)\n"
+      "  os.kill(os.getpid(), signal.SIGINT)\n"
+      "  time.sleep(30)\n"
+      "  print('second signal ignored', flush=True)\n"
+  )
   env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
   start = time.time()
-  done = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, env=env,
-                        capture_output=True, text=True, timeout=60, check=False)
+  done = subprocess.run(
+      [sys.executable, "-c", script],
+      cwd=REPO_ROOT,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=60,
+      check=False,
+  )
   assert "first SIGINT" in done.stdout and "ignored" not in done.stdout
   assert done.returncode == -signal.SIGINT and time.time() - start < 25
   assert "still starting" in done.stderr  # no step had run: the log says compilation waits
-
 
 
 @pytest.fixture
@@ -206,9 +238,9 @@ def absl_info():
   absl_logging.set_verbosity(verbosity)
 
 
-def test_signal_during_evaluation_saves_stops_and_resumes(tmp_path, monkeypatch, caplog,
-                                                          absl_info):
-  from train import loop  # pylint: disable=g-import-not-at-top
+def test_signal_during_evaluation_saves_stops_and_resumes(tmp_path, monkeypatch, caplog, absl_info):
+  from train import loop
+
   build_evaluators = loop.build_evaluators
   calls = []
 
@@ -242,9 +274,11 @@ def test_signal_during_evaluation_saves_stops_and_resumes(tmp_path, monkeypatch,
   assert resumed["stopped_by"] is None and resumed["step"] == 8
 
 
-def test_signal_during_the_final_save_leaves_the_final_evaluation_to_the_rerun(tmp_path,
-                                                                              monkeypatch):
-  from train import loop  # pylint: disable=g-import-not-at-top
+def test_signal_during_the_final_save_leaves_the_final_evaluation_to_the_rerun(
+    tmp_path, monkeypatch
+):
+  from train import loop
+
   make_manager = checkpoint.checkpoint_manager
 
   def manager_preempted_at_the_last_save(*args, **kwargs):
@@ -276,8 +310,11 @@ def small_filesystem(tmp_path):
   """A 64 MB tmpfs that a test can turn read-only; skipped where mounting is not allowed."""
   point = tmp_path / "mnt"
   point.mkdir()
-  if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(point)],
-                    capture_output=True, check=False).returncode:
+  if subprocess.run(
+      ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(point)],
+      capture_output=True,
+      check=False,
+  ).returncode:
     pytest.skip("mounting a tmpfs needs privileges this machine does not give")
   yield point
   subprocess.run(["umount", "-l", str(point)], capture_output=True, check=False)
@@ -298,8 +335,12 @@ def make_read_only(point):
   # A remount fails (EBUSY) while a write is in progress on the file system, e.g. a
   # TensorBoard flush in the background, so it is retried for a few seconds.
   for _ in range(50):
-    if subprocess.run(["mount", "-o", "remount,ro", str(point)], capture_output=True,
-                      check=False).returncode == 0:
+    if (
+        subprocess.run(
+            ["mount", "-o", "remount,ro", str(point)], capture_output=True, check=False
+        ).returncode
+        == 0
+    ):
       return
     time.sleep(0.1)
   raise RuntimeError(f"could not remount {point} read-only")
@@ -307,8 +348,10 @@ def make_read_only(point):
 
 @pytest.mark.parametrize("spoil", [make_read_only, fill], ids=["read_only", "full"])
 def test_unwritable_disk_at_checkpoint_time_names_the_directory_and_keeps_the_last(
-    small_filesystem, monkeypatch, spoil):
-  from train import loop  # pylint: disable=g-import-not-at-top
+    small_filesystem, monkeypatch, spoil
+):
+  from train import loop
+
   workdir = small_filesystem / "run"
   make_manager = checkpoint.checkpoint_manager
 
@@ -328,8 +371,11 @@ def test_unwritable_disk_at_checkpoint_time_names_the_directory_and_keeps_the_la
   monkeypatch.setattr(loop.checkpoint, "checkpoint_manager", manager_whose_disk_turns_read_only)
   config = tiny_config(6)
   config.checkpoint_every_steps = 2
-  with pytest.raises(OSError, match=rf"checkpoint {workdir}/checkpoints/4 .*"
-                     rf"The last complete checkpoint is {workdir}/checkpoints/2"):
+  with pytest.raises(
+      OSError,
+      match=rf"checkpoint {workdir}/checkpoints/4 .*"
+      rf"The last complete checkpoint is {workdir}/checkpoints/2",
+  ):
     train_and_evaluate(config, str(workdir))
   monkeypatch.setattr(loop.checkpoint, "checkpoint_manager", make_manager)
   subprocess.run(["mount", "-o", "remount,rw", str(small_filesystem)], check=True)

@@ -1,4 +1,5 @@
 """The Table-1 report: computed figures, the paper's misprints flagged, totals."""
+
 import pytest
 
 from inception import create_model, summary
@@ -12,8 +13,11 @@ def paper_report():
 def test_flags_exactly_the_known_misprints(paper_report):
   flagged = {row.name: row.flags for row in paper_report.rows if row.flags}
   # docs/paper_notes.md, "Table 1 and its misprints": conv1, 4c params, 5a params and ops do not follow from Table 1's columns.
-  assert flagged == {"conv1": ["params", "ops"], "inception_4c": ["params"],
-                     "inception_5a": ["params", "ops"]}
+  assert flagged == {
+      "conv1": ["params", "ops"],
+      "inception_4c": ["params"],
+      "inception_5a": ["params", "ops"],
+  }
 
 
 def test_self_consistent_rows_reproduce(paper_report):
@@ -47,6 +51,15 @@ def test_output_sizes_and_channel_columns(paper_report):
 def test_cli_prints_every_table_row(capsys):
   summary.print_report(variant="torchvision")
   text = capsys.readouterr().out
-  for label in ("inception (3a)", "inception (5b)", "max pool", "avg pool", "linear", "softmax",
-                "aux head (4d)", "6,624,904", "2x2/2"):
+  for label in (
+      "inception (3a)",
+      "inception (5b)",
+      "max pool",
+      "avg pool",
+      "linear",
+      "softmax",
+      "aux head (4d)",
+      "6,624,904",
+      "2x2/2",
+  ):
     assert label in text, label

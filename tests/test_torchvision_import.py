@@ -11,6 +11,7 @@ bit equality is not expected; logits must agree to rtol=1e-4 with atol=1e-4 * ma
 top-1 class must agree on every image.
 Tests that need PyTorch skip without it; the conversion's error checks run either way.
 """
+
 import os
 import subprocess
 import sys
@@ -20,22 +21,27 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from inception import create_model, create_model_from_config
-from inception import torchvision_weights
+from inception import create_model, create_model_from_config, torchvision_weights
 from inception.googlenet import AuxHead
 from inception.layers import ConvBlock, kernel_init_by_name
 
 NUM_CLASSES = 10
 BATCH, SIZE = 2, 224
-TORCH_SKIP_REASON = ("PyTorch is an optional dependency (pip install torch==2.13.0, CPU build); "
-                     "the numerical comparison with torchvision's forward pass needs it")
+TORCH_SKIP_REASON = (
+    "PyTorch is an optional dependency (pip install torch==2.13.0, CPU build); "
+    "the numerical comparison with torchvision's forward pass needs it"
+)
 
 # torchvision GoogLeNet: Inception(in_channels, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj).
 TORCHVISION_INCEPTION = {
-    "3a": (192, 64, 96, 128, 16, 32, 32), "3b": (256, 128, 128, 192, 32, 96, 64),
-    "4a": (480, 192, 96, 208, 16, 48, 64), "4b": (512, 160, 112, 224, 24, 64, 64),
-    "4c": (512, 128, 128, 256, 24, 64, 64), "4d": (512, 112, 144, 288, 32, 64, 64),
-    "4e": (528, 256, 160, 320, 32, 128, 128), "5a": (832, 256, 160, 320, 32, 128, 128),
+    "3a": (192, 64, 96, 128, 16, 32, 32),
+    "3b": (256, 128, 128, 192, 32, 96, 64),
+    "4a": (480, 192, 96, 208, 16, 48, 64),
+    "4b": (512, 160, 112, 224, 24, 64, 64),
+    "4c": (512, 128, 128, 256, 24, 64, 64),
+    "4d": (512, 112, 144, 288, 32, 64, 64),
+    "4e": (528, 256, 160, 320, 32, 128, 128),
+    "5a": (832, 256, 160, 320, 32, 128, 128),
     "5b": (832, 384, 192, 384, 48, 128, 128),
 }
 AUX_IN_CHANNELS = {"aux1": 512, "aux2": 528}
@@ -97,10 +103,19 @@ def torch_reference(torch, sd, x, batch_statistics=False):
 
   def basic_conv(prefix, x, **conv_kwargs):  # BasicConv2d
     x = F.conv2d(x, t[f"{prefix}.conv.weight"], **conv_kwargs)
-    running = (None, None) if batch_statistics else (t[f"{prefix}.bn.running_mean"],
-                                                      t[f"{prefix}.bn.running_var"])
-    x = F.batch_norm(x, *running, t[f"{prefix}.bn.weight"], t[f"{prefix}.bn.bias"],
-                     training=batch_statistics, eps=1e-3)
+    running = (
+        (None, None)
+        if batch_statistics
+        else (t[f"{prefix}.bn.running_mean"], t[f"{prefix}.bn.running_var"])
+    )
+    x = F.batch_norm(
+        x,
+        *running,
+        t[f"{prefix}.bn.weight"],
+        t[f"{prefix}.bn.bias"],
+        training=batch_statistics,
+        eps=1e-3,
+    )
     return F.relu(x)
 
   def inception(tag, x):
@@ -147,13 +162,28 @@ def our_aux_head(model, tag):
   its own in eval mode the head uses the converted running statistics, like torchvision's eval.
   """
   kernel_init = kernel_init_by_name(model.kernel_init)
-  conv = lambda *a, **k: ConvBlock(*a, batch_norm=model.batch_norm, bn_momentum=model.bn_momentum,
-                                   bn_epsilon=model.bn_epsilon, kernel_init=kernel_init,
-                                   bias_init_value=model.conv_bias_init, **k)
-  return AuxHead(num_classes=model.num_classes, conv=conv, conv_channels=128, hidden_units=1024,
-                 dropout_rate=model.aux_dropout_rate, pool=model.aux_pool,
-                 kernel_init=kernel_init, hidden_bias_init_value=model.conv_bias_init,
-                 dtype=model.dtype, param_dtype=model.param_dtype, name=f"aux_{tag}")
+  conv = lambda *a, **k: ConvBlock(
+      *a,
+      batch_norm=model.batch_norm,
+      bn_momentum=model.bn_momentum,
+      bn_epsilon=model.bn_epsilon,
+      kernel_init=kernel_init,
+      bias_init_value=model.conv_bias_init,
+      **k,
+  )
+  return AuxHead(
+      num_classes=model.num_classes,
+      conv=conv,
+      conv_channels=128,
+      hidden_units=1024,
+      dropout_rate=model.aux_dropout_rate,
+      pool=model.aux_pool,
+      kernel_init=kernel_init,
+      hidden_bias_init_value=model.conv_bias_init,
+      dtype=model.dtype,
+      param_dtype=model.param_dtype,
+      name=f"aux_{tag}",
+  )
 
 
 def assert_logits_close(ours, ref):
@@ -165,9 +195,11 @@ def assert_logits_close(ours, ref):
 def report(name, ours, ref):
   """Prints max |diff|, max |diff| / max|ref| and max elementwise |diff| / |ref| (pytest -s)."""
   abs_diff = np.abs(np.asarray(ours) - ref)
-  print(f"{name}: max|ref|={np.abs(ref).max():.3g} max abs diff={abs_diff.max():.3g} "
-        f"max abs diff / max|ref|={abs_diff.max() / np.abs(ref).max():.3g} "
-        f"max elementwise rel diff={(abs_diff / np.abs(ref)).max():.3g}")
+  print(
+      f"{name}: max|ref|={np.abs(ref).max():.3g} max abs diff={abs_diff.max():.3g} "
+      f"max abs diff / max|ref|={abs_diff.max() / np.abs(ref).max():.3g} "
+      f"max elementwise rel diff={(abs_diff / np.abs(ref)).max():.3g}"
+  )
 
 
 @pytest.fixture(scope="module")
@@ -188,12 +220,21 @@ def model():
 @pytest.fixture(scope="module")
 def forward(model):
   """Eval-mode logits plus the inception_4a / 4d outputs that feed the aux heads; jitted once."""
+
   def run(variables, images):
     output, state = model.apply(
-        variables, images, train=False,
-        capture_intermediates=lambda mdl, _: mdl.name in ("inception_4a", "inception_4d"))
+        variables,
+        images,
+        train=False,
+        capture_intermediates=lambda mdl, _: mdl.name in ("inception_4a", "inception_4d"),
+    )
     captured = state["intermediates"]
-    return output.logits, captured["inception_4a"]["__call__"][0], captured["inception_4d"]["__call__"][0]
+    return (
+        output.logits,
+        captured["inception_4a"]["__call__"][0],
+        captured["inception_4d"]["__call__"][0],
+    )
+
   return jax.jit(run)
 
 
@@ -211,8 +252,11 @@ def ours(state_dict, forward):
 
 def test_logits_match_torchvision_forward(reference, ours):
   conversion, (logits, _, _) = ours
-  assert conversion.model_config == {"variant": "torchvision", "num_classes": NUM_CLASSES,
-                                     "aux_heads": True}
+  assert conversion.model_config == {
+      "variant": "torchvision",
+      "num_classes": NUM_CLASSES,
+      "aux_heads": True,
+  }
   assert not conversion.fresh
   assert all(name.endswith(".num_batches_tracked") for name in conversion.ignored)
   assert len(conversion.ignored) == 3 + 6 * 9 + 2  # every BasicConv2d's BN
@@ -238,28 +282,35 @@ def test_training_mode_matches_torchvision_train_mode(torch, state_dict, ours):
   """The whole model with train=True (batch-statistic BN, dropout rates 0) against torchvision's
   train mode: checks that aux_4a/aux_4d are wired like aux1/aux2 and returned in that order."""
   conversion = ours[0]
-  model = create_model("torchvision", num_classes=NUM_CLASSES, aux_heads=True, dropout_rate=0.0,
-                       aux_dropout_rate=0.0)
+  model = create_model(
+      "torchvision", num_classes=NUM_CLASSES, aux_heads=True, dropout_rate=0.0, aux_dropout_rate=0.0
+  )
 
   def apply(v, x):
     output = model.apply(v, x, train=True, mutable=["batch_stats"])[0]
     return output.logits, output.aux_logits
 
   apply = jax.jit(apply)
-  logits, (aux_4a, aux_4d) = apply(conversion.variables,
-                                   jnp.asarray(images_nchw().transpose(0, 2, 3, 1)))
-  ref_logits, ref_aux1, ref_aux2, _, _ = torch_reference(torch, state_dict, images_nchw(),
-                                                         batch_statistics=True)
-  for name, out, ref in (("logits", logits, ref_logits), ("aux_4a", aux_4a, ref_aux1),
-                         ("aux_4d", aux_4d, ref_aux2)):
+  logits, (aux_4a, aux_4d) = apply(
+      conversion.variables, jnp.asarray(images_nchw().transpose(0, 2, 3, 1))
+  )
+  ref_logits, ref_aux1, ref_aux2, _, _ = torch_reference(
+      torch, state_dict, images_nchw(), batch_statistics=True
+  )
+  for name, out, ref in (
+      ("logits", logits, ref_logits),
+      ("aux_4a", aux_4a, ref_aux1),
+      ("aux_4d", aux_4d, ref_aux2),
+  ):
     report(f"train-mode {name}", out, ref)
     assert_logits_close(out, ref)
 
 
 def test_full_size_import_has_the_published_parameter_count():
   """1000 classes: 6,624,904 trainable parameters without aux heads (torchvision, REFERENCE §2)."""
-  conversion = torchvision_weights.convert_state_dict(random_state_dict(num_classes=1000),
-                                                      aux_heads=False)
+  conversion = torchvision_weights.convert_state_dict(
+      random_state_dict(num_classes=1000), aux_heads=False
+  )
   assert conversion.model_config["num_classes"] == 1000
   assert sum(v.size for v in jax.tree.leaves(conversion.variables["params"])) == 6_624_904
 
@@ -267,8 +318,10 @@ def test_full_size_import_has_the_published_parameter_count():
 def test_aux_fc1_permutation_is_needed(state_dict):
   """Without the permutation fc1 would differ: guards against a vacuous aux comparison."""
   conversion = torchvision_weights.convert_state_dict(state_dict)
-  kernel, torch_weight = conversion.variables["params"]["aux_4a"]["fc"]["kernel"], state_dict[
-      "aux1.fc1.weight"]
+  kernel, torch_weight = (
+      conversion.variables["params"]["aux_4a"]["fc"]["kernel"],
+      state_dict["aux1.fc1.weight"],
+  )
   assert not np.array_equal(kernel, torch_weight.T)
   # Row (h, w, c) of ours is column c*16 + h*4 + w of torch's.
   h, w, c = 1, 2, 5
@@ -312,8 +365,11 @@ def test_misshaped_tensor_is_named(state_dict):
 
 
 def test_all_problems_are_reported_together(state_dict):
-  broken = {**state_dict, "extra.weight": np.zeros(1, np.float32),
-            "conv1.bn.weight": np.ones(65, np.float32)}
+  broken = {
+      **state_dict,
+      "extra.weight": np.zeros(1, np.float32),
+      "conv1.bn.weight": np.ones(65, np.float32),
+  }
   del broken["aux2.fc1.bias"]
   error, message = _problems(broken)
   assert len(error.problems) == 3
@@ -324,8 +380,13 @@ def test_all_problems_are_reported_together(state_dict):
 def test_num_classes_that_disagrees_with_the_file_names_the_classifiers(state_dict):
   error, message = _problems(state_dict, num_classes=5)
   assert {p.split(" ")[1] for p in error.problems} == {
-      "fc.weight", "fc.bias", "aux1.fc2.weight", "aux1.fc2.bias", "aux2.fc2.weight",
-      "aux2.fc2.bias"}
+      "fc.weight",
+      "fc.bias",
+      "aux1.fc2.weight",
+      "aux1.fc2.bias",
+      "aux2.fc2.weight",
+      "aux2.fc2.bias",
+  }
 
 
 def test_aux_heads_absent_from_file_are_initialised_fresh(state_dict):
@@ -333,15 +394,17 @@ def test_aux_heads_absent_from_file_are_initialised_fresh(state_dict):
   conversion = torchvision_weights.convert_state_dict(trunk_only, seed=0)
   assert conversion.fresh == ["aux_4a", "aux_4d"]
   params, stats = conversion.variables["params"], conversion.variables["batch_stats"]
-  np.testing.assert_array_equal(params["conv1"]["conv"]["kernel"],
-                                state_dict["conv1.conv.weight"].transpose(2, 3, 1, 0))
+  np.testing.assert_array_equal(
+      params["conv1"]["conv"]["kernel"], state_dict["conv1.conv.weight"].transpose(2, 3, 1, 0)
+  )
   # The model's own initialisers: BN at identity, torchvision's N(0, 0.01) weights.
   np.testing.assert_array_equal(params["aux_4a"]["conv"]["bn"]["scale"], 1.0)
   np.testing.assert_array_equal(stats["aux_4d"]["conv"]["bn"]["var"], 1.0)
   assert abs(params["aux_4d"]["fc"]["kernel"].std() - 0.01) < 1e-3
   again = torchvision_weights.convert_state_dict(trunk_only, seed=0)
-  np.testing.assert_array_equal(again.variables["params"]["aux_4a"]["fc"]["kernel"],
-                                params["aux_4a"]["fc"]["kernel"])
+  np.testing.assert_array_equal(
+      again.variables["params"]["aux_4a"]["fc"]["kernel"], params["aux_4a"]["fc"]["kernel"]
+  )
 
 
 def test_aux_heads_false_skips_the_files_aux_tensors(state_dict):
@@ -353,6 +416,7 @@ def test_aux_heads_false_skips_the_files_aux_tensors(state_dict):
 
 def test_missing_torch_gives_install_hint(monkeypatch):
   from inception import import_weights
+
   monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` raise ImportError
   with pytest.raises(ImportError, match=r"pip install torch==2\.13\.0"):
     import_weights.read_torch_state_dict("googlenet.pth")
@@ -361,13 +425,27 @@ def test_missing_torch_gives_install_hint(monkeypatch):
 def test_cli_round_trip(torch, tmp_path, state_dict, forward, ours, reference):
   """torch.save -> CLI -> orbax export -> load_model_variables -> the same logits."""
   from runtime.artifacts import load_model_variables
+
   src, out = tmp_path / "googlenet.pth", tmp_path / "export"
-  torch.save({k: torch.from_numpy(v) if v.ndim else torch.tensor(int(v))
-              for k, v in state_dict.items()}, src)
+  torch.save(
+      {k: torch.from_numpy(v) if v.ndim else torch.tensor(int(v)) for k, v in state_dict.items()},
+      src,
+  )
   repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   result = subprocess.run(
-      [sys.executable, "-m", "inception.import_weights", "--from=torchvision", f"--src={src}",
-       f"--out={out}"], cwd=repo, capture_output=True, text=True, timeout=300)
+      [
+          sys.executable,
+          "-m",
+          "inception.import_weights",
+          "--from=torchvision",
+          f"--src={src}",
+          f"--out={out}",
+      ],
+      cwd=repo,
+      capture_output=True,
+      text=True,
+      timeout=300,
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   assert "convert" in result.stderr and "total" in result.stderr  # timing is logged
 

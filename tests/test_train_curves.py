@@ -1,4 +1,5 @@
 """train/curves.py on event files written here with tf.summary, as the training loop writes them."""
+
 import numpy as np
 import tensorflow as tf
 
@@ -24,8 +25,12 @@ def write_segment(event_dir, steps, scale, extra=None):
 def resumed_run(workdir):
   """Steps 2..6, then a rerun resumed from a step-4 checkpoint that logs 6 and 8 again."""
   event_dir = workdir / "tensorboard"
-  write_segment(event_dir, [2, 4, 6], scale=1.0,
-                extra=lambda: tf.summary.histogram("train/logits", tf.range(10.0), step=6))
+  write_segment(
+      event_dir,
+      [2, 4, 6],
+      scale=1.0,
+      extra=lambda: tf.summary.histogram("train/logits", tf.range(10.0), step=6),
+  )
   write_segment(event_dir, [6, 8], scale=0.5)
   return event_dir
 

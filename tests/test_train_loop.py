@@ -1,4 +1,5 @@
 """End to end on the embedded digits config: train, checkpoint, resume, evaluate."""
+
 import json
 import os
 import re
@@ -10,9 +11,9 @@ import numpy as np
 import pytest
 
 from configs import digits
+from runtime import artifacts
 from tests.png_checks import assert_picture
 from train import checkpoint, curves, train_and_evaluate
-from runtime import artifacts
 
 
 def tiny_config(steps):
@@ -55,7 +56,9 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, monkeypatch, capsys):
   bar = capsys.readouterr().err
   assert re.search(r"training: +67%.*\| 4/6", bar) and re.search(r"training: 100%.*\| 6/6", bar)
 
-  (params_a, ema_a), (params_b, ema_b) = final_params(tmp_path / "straight"), final_params(interrupted)
+  (params_a, ema_a), (params_b, ema_b) = final_params(tmp_path / "straight"), final_params(
+      interrupted
+  )
   for a, b in zip(jax.tree.leaves((params_a, ema_a)), jax.tree.leaves((params_b, ema_b))):
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
   assert resumed["eval_top1"] == pytest.approx(straight["eval_top1"])

@@ -1,20 +1,21 @@
 """Schedule, EMA (of weights and BatchNorm statistics), losses, optimizer masks and config checks of the training system."""
+
 import io
 import re
 import subprocess
 import sys
 
+from flax import linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import linen as nn
 import optax
 import pytest
 
 from configs import digits, googlenet
+from inception import GoogLeNetOutput
 from tests.local_cluster import REPO_ROOT
 from train import schedule
-from inception import GoogLeNetOutput
 from train.config import check_config
 from train.optim import create_optimizer
 from train.state import create_train_state, ema_decay_at, polyak_update
@@ -66,7 +67,7 @@ def test_aux_losses_enter_with_weight_point_three():
   labels = jnp.array([0, 1])
   main = jnp.array([[2.0, 0.0], [0.0, 1.0]])
   aux1, aux2 = jnp.array([[0.0, 3.0], [1.0, 0.0]]), jnp.zeros((2, 2))
-  ce = lambda l: optax.softmax_cross_entropy_with_integer_labels(l, labels).mean()
+  ce = lambda logits: optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
   loss, parts = total_loss(main, (aux1, aux2), labels, aux_weight=0.3)
   assert float(loss) == pytest.approx(float(ce(main) + 0.3 * ce(aux1) + 0.3 * ce(aux2)), rel=1e-6)
   assert set(parts) == {"main_loss", "aux1_loss", "aux2_loss"}
@@ -123,7 +124,8 @@ class _TinyBatchNormNet(nn.Module):
   @nn.compact
   def __call__(self, images, train):
     features = nn.BatchNorm(use_running_average=not train, momentum=0.5)(
-        images.reshape(images.shape[0], -1))
+        images.reshape(images.shape[0], -1)
+    )
     return GoogLeNetOutput(logits=nn.Dense(10)(features), aux_logits=(), features=features)
 
 
@@ -142,9 +144,11 @@ def test_ema_model_averages_the_batchnorm_statistics(average_batch_stats):
   for _ in range(3):
     previous, state = state, step(state, batch)[0]
   decay = ema_decay_at(previous.step, config.ema_decay)
-  for ema_old, raw, ema_new in zip(jax.tree.leaves(previous.ema_batch_stats),
-                                   jax.tree.leaves(state.batch_stats),
-                                   jax.tree.leaves(state.ema_batch_stats)):
+  for ema_old, raw, ema_new in zip(
+      jax.tree.leaves(previous.ema_batch_stats),
+      jax.tree.leaves(state.batch_stats),
+      jax.tree.leaves(state.ema_batch_stats),
+  ):
     expected = decay * ema_old + (1 - decay) * raw if average_batch_stats else raw
     np.testing.assert_allclose(ema_new, expected, rtol=1e-6)
     # The moving statistics move every step, so their average lags behind them.
@@ -154,26 +158,35 @@ def test_ema_model_averages_the_batchnorm_statistics(average_batch_stats):
 
 def test_loading_a_config_imports_no_framework():
   """A config describes a run; reading one must not import TensorFlow, JAX or OpenCV."""
-  script = ("import glob, importlib, os, sys\n"
-            "for path in sorted(glob.glob('configs/*.py')):\n"
-            "  name = os.path.basename(path)[:-3]\n"
-            "  if name != '__init__':\n"
-            "    importlib.import_module('configs.' + name).get_config()\n"
-            "heavy = ('tensorflow', 'tensorflow_datasets', 'jax', 'flax', 'orbax', 'cv2', 'torch')\n"
-            "print(sorted(m for m in heavy if m in sys.modules))\n")
-  done = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True,
-                        text=True, timeout=120, check=False)
+  script = (
+      "import glob, importlib, os, sys\n"
+      "for path in sorted(glob.glob('configs/*.py')):\n"
+      "  name = os.path.basename(path)[:-3]\n"
+      "  if name != '__init__':\n"
+      "    importlib.import_module('configs.' + name).get_config()\n"
+      "heavy = ('tensorflow', 'tensorflow_datasets', 'jax', 'flax', 'orbax', 'cv2', 'torch')\n"
+      "print(sorted(m for m in heavy if m in sys.modules))\n"
+  )
+  done = subprocess.run(
+      [sys.executable, "-c", script],
+      cwd=REPO_ROOT,
+      capture_output=True,
+      text=True,
+      timeout=120,
+      check=False,
+  )
   assert done.returncode == 0, done.stderr[-3000:]
   assert done.stdout.strip() == "[]"
 
 
 def test_progress_bars_only_where_someone_watches(monkeypatch, capsys):
-  from runtime import progress as reporting  # pylint: disable=g-import-not-at-top
+  from runtime import progress as reporting
+
   monkeypatch.delenv("GOOGLENET_PROGRESS_BARS", raising=False)
   monkeypatch.delitem(sys.modules, "ipykernel", raising=False)  # another test may import it
   monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal: log lines only
   assert not reporting.someone_is_watching()
-  assert isinstance(reporting.progress_bar(3, "quiet"), reporting._NoBar)  # pylint: disable=protected-access
+  assert isinstance(reporting.progress_bar(3, "quiet"), reporting._NoBar)
   monkeypatch.undo()
   monkeypatch.setenv("GOOGLENET_PROGRESS_BARS", "1")
   bar = reporting.progress_bar(3, "shown", unit="image")

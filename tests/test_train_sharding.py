@@ -1,8 +1,9 @@
 """The same train step on 1 device and on 8 simulated devices (tests/conftest.py) agrees."""
+
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+import numpy as np
 
 from configs import digits
 from inception import create_model_from_config
@@ -25,8 +26,10 @@ def run_step(devices, config, batch):
 
   state = jax.jit(init, out_shardings=replicated)(jax.random.key(0))
   sharded = jax.device_put(batch, NamedSharding(mesh, PartitionSpec("data")))
-  step = jax.jit(make_train_step(model, tx, lr_fn, config, jax.random.key(1)),
-                 out_shardings=(replicated, replicated))
+  step = jax.jit(
+      make_train_step(model, tx, lr_fn, config, jax.random.key(1)),
+      out_shardings=(replicated, replicated),
+  )
   state, metrics = step(state, sharded)
   return jax.device_get(state.params), jax.device_get(metrics)
 
@@ -38,8 +41,10 @@ def test_one_and_eight_devices_agree():
   config.model.dropout_rate = 0.0  # dropout masks are drawn per shard layout; compare the rest
   config.model.aux_dropout_rate = 0.0
   rng = np.random.default_rng(0)
-  batch = {"image": rng.standard_normal((16, 32, 32, 3)).astype(np.float32),
-           "label": rng.integers(0, 10, 16).astype(np.int32)}
+  batch = {
+      "image": rng.standard_normal((16, 32, 32, 3)).astype(np.float32),
+      "label": rng.integers(0, 10, 16).astype(np.int32),
+  }
   params_1, metrics_1 = run_step(jax.devices()[:1], config, batch)
   params_8, metrics_8 = run_step(jax.devices(), config, batch)
   np.testing.assert_allclose(metrics_1["loss"], metrics_8["loss"], rtol=1e-5)
@@ -65,16 +70,22 @@ def test_eval_step_keeps_the_batch_sharded():
   config.model.width = 0.125
   mesh = Mesh(np.array(jax.devices()), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
   model = create_model_from_config(config.model)
-  variables = jax.eval_shape(lambda: model.init({"params": jax.random.key(0)},
-                                                jnp.zeros((1, 32, 32, 3))))
+  variables = jax.eval_shape(
+      lambda: model.init({"params": jax.random.key(0)}, jnp.zeros((1, 32, 32, 3)))
+  )
   sharded = NamedSharding(mesh, PartitionSpec("data"))
-  batch = {"image": jax.ShapeDtypeStruct((48, 32, 32, 3), jnp.float32, sharding=sharded),
-           "label": jax.ShapeDtypeStruct((48,), jnp.int32, sharding=sharded),
-           "mask": jax.ShapeDtypeStruct((48,), jnp.bool_, sharding=sharded)}
+  batch = {
+      "image": jax.ShapeDtypeStruct((48, 32, 32, 3), jnp.float32, sharding=sharded),
+      "label": jax.ShapeDtypeStruct((48,), jnp.int32, sharding=sharded),
+      "mask": jax.ShapeDtypeStruct((48,), jnp.bool_, sharding=sharded),
+  }
   replicated = NamedSharding(mesh, PartitionSpec())
-  variables = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
-                           variables)
-  compiled = jax.jit(make_eval_step(model), out_shardings=replicated).lower(variables, batch).compile()
+  variables = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), variables
+  )
+  compiled = (
+      jax.jit(make_eval_step(model), out_shardings=replicated).lower(variables, batch).compile()
+  )
   text = compiled.as_text()
   assert "all-gather" not in text
   assert text.count("all-reduce(") == 1  # the four sums, combined

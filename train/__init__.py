@@ -3,6 +3,7 @@
 The names below are imported on first use, so `from train import config` (as config files
 do) imports no JAX.
 """
+
 from runtime import lazy
 
 _EXPORTS = {

@@ -3,6 +3,7 @@
 Model variables for other binaries (exports, `model.json`, reading a workdir's latest
 parameters) are runtime/artifacts.py's; this module is the training system's manager.
 """
+
 from __future__ import annotations
 
 import os
@@ -16,8 +17,11 @@ def checkpoint_manager(workdir: str, *, max_to_keep: int = 3) -> ocp.CheckpointM
   options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
   # The handler is named up front so that item metadata (shapes, dtypes) can be read before
   # any restore: `runtime.artifacts.replicated_target` builds the restore target from it.
-  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), CHECKPOINTS_SUBDIR),
-                               options=options, item_handlers=ocp.StandardCheckpointHandler())
+  return ocp.CheckpointManager(
+      os.path.join(os.path.abspath(workdir), CHECKPOINTS_SUBDIR),
+      options=options,
+      item_handlers=ocp.StandardCheckpointHandler(),
+  )
 
 
 def complete_steps(manager: ocp.CheckpointManager) -> list[int]:
@@ -32,5 +36,6 @@ def complete_steps(manager: ocp.CheckpointManager) -> list[int]:
     names = os.listdir(directory)
   except OSError:
     return []
-  return sorted(int(name) for name in names
-                if name.isdigit() and os.path.isdir(os.path.join(directory, name)))
+  return sorted(
+      int(name) for name in names if name.isdigit() and os.path.isdir(os.path.join(directory, name))
+  )

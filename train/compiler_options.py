@@ -9,12 +9,13 @@ measurements behind each choice: benchmarks/README.md, "What made the difference
 GPU and TPU get no options: the ynn fusion flag is an XLA:CPU knob. If a future jaxlib no
 longer knows the option, training logs a warning and runs with XLA's defaults.
 """
+
 from __future__ import annotations
 
 import functools
 
-import jax
 from absl import logging
+import jax
 
 _YNN_FUSION_TYPE = "xla_cpu_experimental_ynn_fusion_type"
 _YNN_WITHOUT_CONVOLUTIONS = "LIBRARY_FUSION_TYPE_DOT,LIBRARY_FUSION_TYPE_REDUCE"
@@ -42,10 +43,13 @@ def train_step_options(platform: str | None = None) -> dict[str, str] | None:
 def _compiler_accepts(options: tuple[tuple[str, str], ...]) -> bool:
   try:
     jax.jit(lambda: 0, compiler_options=dict(options)).lower().compile()
-  except Exception as error:  # pylint: disable=broad-except  # the runtime's error type varies
-    logging.warning("XLA rejected the CPU training options %s (%s); training uses XLA's "
-                    "defaults, which were slower on CPU (see train/compiler_options.py).",
-                    dict(options), error)
+  except Exception as error:  # the runtime's error type varies
+    logging.warning(
+        "XLA rejected the CPU training options %s (%s); training uses XLA's "
+        "defaults, which were slower on CPU (see train/compiler_options.py).",
+        dict(options),
+        error,
+    )
     return False
   return True
 
@@ -58,7 +62,9 @@ def compute_dtype_warning(dtype: str, backend: str | None = None) -> str | None:
   in bfloat16 than in float32 there (benchmarks/README.md).
   """
   if dtype == "bfloat16" and (backend or jax.default_backend()) == "cpu":
-    return ("config.model.dtype='bfloat16' on XLA:CPU is slower than float32 here (training "
-            "step 1.26x, inference 1.5x the float32 time, benchmarks/README.md); set "
-            "--config.model.dtype=float32 on CPU and keep bfloat16 for GPU/TPU.")
+    return (
+        "config.model.dtype='bfloat16' on XLA:CPU is slower than float32 here (training "
+        "step 1.26x, inference 1.5x the float32 time, benchmarks/README.md); set "
+        "--config.model.dtype=float32 on CPU and keep bfloat16 for GPU/TPU."
+    )
   return None

@@ -11,6 +11,7 @@ The defaults are the paper's recipe (section 6) as the BVLC Caffe solver
 (`models/bvlc_googlenet/solver.prototxt`) runs it. Light on purpose: loading a config must not
 import JAX, Flax or TensorFlow.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -45,7 +46,7 @@ def default_config() -> ml_collections.ConfigDict:
   config.nesterov = False
   config.weight_decay = 2e-4  # not on biases
   config.bias_lr_multiplier = 2.0
-  config.aux_loss_weight = 0.3
+  config.aux_loss_weight = 0.3  # section 5: the aux losses are "weighted by 0.3"
   config.label_smoothing = 0.0
   # Polyak averaging: ema <- d * ema + (1 - d) * params after every step, with
   # d = min(ema_decay, (1 + step) / (10 + step)) (train/state.py: ema_decay_at).
@@ -83,14 +84,20 @@ def _type_matches(value: Any, reference: Any) -> bool:
   if isinstance(reference, bool) or isinstance(value, bool):
     return isinstance(value, bool) == isinstance(reference, bool)
   if isinstance(reference, numbers.Real):
-    return isinstance(value, numbers.Real) and (isinstance(reference, float) or isinstance(value, int))
+    return isinstance(value, numbers.Real) and (
+        isinstance(reference, float) or isinstance(value, int)
+    )
   if isinstance(reference, (tuple, list)):
     return isinstance(value, (tuple, list))
   return isinstance(value, type(reference))
 
 
-def _check_keys(config: ml_collections.ConfigDict, reference: ml_collections.ConfigDict,
-                prefix: str, open_sections: tuple[str, ...] = ()) -> None:
+def _check_keys(
+    config: ml_collections.ConfigDict,
+    reference: ml_collections.ConfigDict,
+    prefix: str,
+    open_sections: tuple[str, ...] = (),
+) -> None:
   """Every key known (except in `open_sections`, whose builder names unknown keys itself) and
   of the reference's type."""
   for key in config.keys():
@@ -98,23 +105,33 @@ def _check_keys(config: ml_collections.ConfigDict, reference: ml_collections.Con
     if key not in reference:
       if prefix.rstrip(".") in open_sections:
         continue
-      raise ValueError(f"Unknown config key {name!r}; valid keys here are {sorted(reference.keys())}.")
+      raise ValueError(
+          f"Unknown config key {name!r}; valid keys here are {sorted(reference.keys())}."
+      )
     value, expected = config[key], reference[key]
     if isinstance(expected, ml_collections.ConfigDict):
       if not isinstance(value, ml_collections.ConfigDict):
         raise ValueError(f"Config key {name!r} must be a section, got {value!r}.")
       _check_keys(value, expected, name + ".", open_sections)
     elif not _type_matches(value, expected):
-      raise ValueError(f"Config key {name!r} must be of type {type(expected).__name__} "
-                       f"(like {expected!r}), got {type(value).__name__} {value!r}.")
+      raise ValueError(
+          f"Config key {name!r} must be of type {type(expected).__name__} "
+          f"(like {expected!r}), got {type(value).__name__} {value!r}."
+      )
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
   """ValueError naming the field of a training config that is unknown, mistyped or unusable."""
   # The model section may carry any field of the model it names; building it checks them.
   _check_keys(config, default_config(), "", open_sections=("model",))
-  for key in ("batch_size", "eval_batch_size", "log_every_steps", "checkpoint_every_steps",
-              "keep_checkpoints", "lr_reference_batch_size"):
+  for key in (
+      "batch_size",
+      "eval_batch_size",
+      "log_every_steps",
+      "checkpoint_every_steps",
+      "keep_checkpoints",
+      "lr_reference_batch_size",
+  ):
     if config[key] < 1:
       raise ValueError(f"config.{key}={config[key]} must be at least 1.")
   if not 0.0 <= config.ema_decay < 1.0:
@@ -123,7 +140,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError("Set config.num_epochs > 0 or config.num_train_steps > 0.")
   data_config.validate_data_config(config.data)
   # Imported here: building the model needs Flax, which loading a config must not import.
-  from train import evaluators  # pylint: disable=g-import-not-at-top
-  from inception import models  # pylint: disable=g-import-not-at-top
+  from inception import models
+  from train import evaluators
+
   evaluators.check_evaluators(config.evaluators)
   models.create_model_from_config(config.model)  # raises on unknown model names or fields

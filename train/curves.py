@@ -13,13 +13,14 @@ The picture: 1000 x 750 pixels, four panels: training loss; training top-1 and t
 over each logging interval); learning rate; evaluation top-1 of the raw parameters against
 the Polyak-averaged (EMA) ones.
 """
+
 from __future__ import annotations
 
 import glob
 import os
 
-import numpy as np
 from absl import logging
+import numpy as np
 
 from runtime import figures
 
@@ -30,12 +31,23 @@ _MARK_POINTS_UP_TO = 30
 # (title, y label, scale, [(tag, legend label, line style, marker)]): the tags the loop writes.
 _PANELS = (
     ("Training loss", "cross-entropy", 1.0, [("train/loss", "loss", "-", "")]),
-    ("Training accuracy", "%", 100.0, [("train/top1", "top-1", "-", ""),
-                                       ("train/top5", "top-5", "--", "")]),
+    (
+        "Training accuracy",
+        "%",
+        100.0,
+        [("train/top1", "top-1", "-", ""), ("train/top5", "top-5", "--", "")],
+    ),
     ("Learning rate", "learning rate", 1.0, [("train/learning_rate", "learning rate", "-", "")]),
     # Markers: a run evaluates rarely (often only at its end), and a single point needs one.
-    ("Evaluation top-1", "%", 100.0, [("eval/top1", "raw parameters", "-", "o"),
-                                      ("eval_ema/top1", "Polyak (EMA) parameters", "-", "s")]),
+    (
+        "Evaluation top-1",
+        "%",
+        100.0,
+        [
+            ("eval/top1", "raw parameters", "-", "o"),
+            ("eval_ema/top1", "Polyak (EMA) parameters", "-", "s"),
+        ],
+    ),
 )
 
 
@@ -45,8 +57,8 @@ def read_scalars(event_dir: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
   Where several events hold the same tag and step, the one with the latest wall time wins
   (file order breaks ties), so a resumed run's repeated steps show its last segment.
   """
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top  # only the reader needs TF
-  from tensorflow.core.util import event_pb2  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # only the reader needs TF
+  from tensorflow.core.util import event_pb2
 
   latest: dict[tuple[str, int], tuple[float, int, float]] = {}
   order = 0
@@ -64,15 +76,18 @@ def read_scalars(event_dir: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
             latest[key] = (event.wall_time, order, scalar)
     except tf.errors.DataLossError as error:
       # A process killed while writing leaves a truncated last record: keep what came before.
-      logging.warning("Event file %s ends in a damaged record (%s); using the events before it.",
-                      path, error)
+      logging.warning(
+          "Event file %s ends in a damaged record (%s); using the events before it.", path, error
+      )
   curves: dict[str, tuple[list[int], list[float]]] = {}
   for (tag, step), (_, _, scalar) in sorted(latest.items()):
     steps, values = curves.setdefault(tag, ([], []))
     steps.append(step)
     values.append(scalar)
-  return {tag: (np.asarray(steps, np.int64), np.asarray(values, np.float64))
-          for tag, (steps, values) in curves.items()}
+  return {
+      tag: (np.asarray(steps, np.int64), np.asarray(values, np.float64))
+      for tag, (steps, values) in curves.items()
+  }
 
 
 def _scalar_of(value, tf) -> float | None:
@@ -92,7 +107,8 @@ def plot_training_curves(workdir: str, path: str | None = None) -> str:
   """Draws <workdir>/tensorboard's curves to `path` (default <workdir>/curves.png); returns it."""
   curves = read_scalars(os.path.join(workdir, "tensorboard"))
   path = path or os.path.join(workdir, FILE_NAME)
-  from matplotlib.ticker import MaxNLocator  # pylint: disable=g-import-not-at-top
+  from matplotlib.ticker import MaxNLocator
+
   figure = figures.new_figure(WIDTH_PX, HEIGHT_PX)
   last_step = max((int(steps[-1]) for steps, _ in curves.values()), default=0)
   figure.suptitle(f"{os.path.basename(os.path.normpath(workdir))}: step {last_step}")
@@ -109,8 +125,9 @@ def plot_training_curves(workdir: str, path: str | None = None) -> str:
       axes.plot(steps, values * scale, linestyle=style, marker=marker, markersize=5, label=label)
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     if not drawn:  # e.g. a run stopped before its first log line
-      axes.text(0.5, 0.5, "no data yet", transform=axes.transAxes, ha="center", va="center",
-                color="grey")
+      axes.text(
+          0.5, 0.5, "no data yet", transform=axes.transAxes, ha="center", va="center", color="grey"
+      )
     elif len(series) > 1:
       axes.legend()
   return figures.save_png(figure, path)

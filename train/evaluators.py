@@ -18,9 +18,11 @@ Adding one (a multi-crop or calibration metric, say):
     evaluators.register_evaluator("my_metric", build_my_metric)  # or "module:function"
     # then --config.evaluators='("top_k","my_metric")'
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -37,9 +39,12 @@ Evaluate = Callable[[dict[str, Any]], dict[str, float]]
 Factory = Callable[[nn.Module, ml_collections.ConfigDict, jax.sharding.Mesh], Evaluate]
 
 
-def sum_over_eval_split(step: Callable, variables: dict[str, Any],
-                        config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh
-                        ) -> dict[str, np.ndarray]:
+def sum_over_eval_split(
+    step: Callable,
+    variables: dict[str, Any],
+    config: ml_collections.ConfigDict,
+    mesh: jax.sharding.Mesh,
+) -> dict[str, np.ndarray]:
   """Sums of `step(variables, batch)`'s outputs over the eval split, added up on the host one
   batch behind the device.
 
@@ -58,32 +63,39 @@ def sum_over_eval_split(step: Callable, variables: dict[str, Any],
       fetched.append(jax.device_get(in_flight))
     in_flight = sums
   fetched.append(jax.device_get(in_flight))
-  return {name: np.sum([np.asarray(sums[name]) for sums in fetched], axis=0)
-          for name in fetched[0]}
+  return {name: np.sum([np.asarray(sums[name]) for sums in fetched], axis=0) for name in fetched[0]}
 
 
-def build_top_k(model: nn.Module, config: ml_collections.ConfigDict,
-                mesh: jax.sharding.Mesh) -> Evaluate:
+def build_top_k(
+    model: nn.Module, config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh
+) -> Evaluate:
   step = jax.jit(make_eval_step(model), out_shardings=mesh_lib.replicated(mesh))
 
   def evaluate(variables):
     totals = sum_over_eval_split(step, variables, config, mesh)
     count = float(totals["count"])
-    return {"loss": float(totals["loss"]) / count, "top1": float(totals["top1"]) / count,
-            "top5": float(totals["top5"]) / count, "count": count}
+    return {
+        "loss": float(totals["loss"]) / count,
+        "top1": float(totals["top1"]) / count,
+        "top5": float(totals["top5"]) / count,
+        "count": count,
+    }
 
   return evaluate
 
 
-def build_per_class(model: nn.Module, config: ml_collections.ConfigDict,
-                    mesh: jax.sharding.Mesh) -> Evaluate:
+def build_per_class(
+    model: nn.Module, config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh
+) -> Evaluate:
   num_classes = config.model.num_classes
 
   def per_class_step(variables, batch):
     logits = model.apply(variables, batch["image"], train=False).logits
     members = jax.nn.one_hot(batch["label"], num_classes) * batch["mask"][:, None]
-    return {"correct": jnp.sum(members * topk_correct(logits, batch["label"], 1)[:, None], 0),
-            "count": jnp.sum(members, axis=0)}
+    return {
+        "correct": jnp.sum(members * topk_correct(logits, batch["label"], 1)[:, None], 0),
+        "count": jnp.sum(members, axis=0),
+    }
 
   step = jax.jit(per_class_step, out_shardings=mesh_lib.replicated(mesh))
 
@@ -91,15 +103,20 @@ def build_per_class(model: nn.Module, config: ml_collections.ConfigDict,
     totals = sum_over_eval_split(step, variables, config, mesh)
     present = totals["count"] > 0  # a class absent from the split has no accuracy
     accuracy = totals["correct"][present] / totals["count"][present]
-    return {"mean_class_top1": float(np.mean(accuracy)),
-            "min_class_top1": float(np.min(accuracy)), "count": float(np.sum(totals["count"]))}
+    return {
+        "mean_class_top1": float(np.mean(accuracy)),
+        "min_class_top1": float(np.min(accuracy)),
+        "count": float(np.sum(totals["count"])),
+    }
 
   return evaluate
 
 
 EVALUATORS: Registry[Factory] = Registry(
-    "config.evaluators", "train.evaluators.register_evaluator",
-    {"top_k": build_top_k, "per_class": build_per_class})
+    "config.evaluators",
+    "train.evaluators.register_evaluator",
+    {"top_k": build_top_k, "per_class": build_per_class},
+)
 
 
 def register_evaluator(name: str, factory: Factory | str) -> None:
@@ -114,8 +131,12 @@ def check_evaluators(names: tuple[str, ...]) -> None:
     EVALUATORS.get(name)
 
 
-def build_evaluators(names: tuple[str, ...], model: nn.Module, config: ml_collections.ConfigDict,
-                     mesh: jax.sharding.Mesh) -> Evaluate:
+def build_evaluators(
+    names: tuple[str, ...],
+    model: nn.Module,
+    config: ml_collections.ConfigDict,
+    mesh: jax.sharding.Mesh,
+) -> Evaluate:
   """One function running every named evaluator; their results in one dict."""
   check_evaluators(names)
   built = [EVALUATORS.get(name)(model, config, mesh) for name in names]

@@ -5,6 +5,7 @@ replicated and donated. The run resumes from the latest checkpoint in the workdi
 anything else, and the data order and dropout stream are functions of the step, so an
 interrupted-and-resumed run ends with the parameters of an uninterrupted one.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -14,18 +15,19 @@ import signal
 import time
 from typing import Any
 
+from absl import logging
 import jax
+from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
-from absl import logging
-from jax.experimental import multihost_utils
 
-import input_pipeline
-from runtime import artifacts, mesh as mesh_lib, progress
 from inception import create_model_from_config
+import input_pipeline
 from kernels.select import kernels_for_mesh
+from runtime import artifacts, progress
+from runtime import mesh as mesh_lib
 from train import checkpoint, compiler_options, curves, reporting, resume, schedule
 from train.config import check_config
 from train.evaluators import build_evaluators
@@ -34,7 +36,6 @@ from train.optim import create_optimizer
 from train.state import create_train_state
 from train.step import make_train_step
 from train.workdir_lock import WorkdirBusyError, WorkdirLock
-
 
 # Exit status of a run stopped by SIGTERM/SIGINT after saving its checkpoint (sysexits.h
 # EX_TEMPFAIL, "try again later"): not success, so schedulers requeue it; not 1, the status of
@@ -77,11 +78,15 @@ class _StopRequest:
       os.kill(os.getpid(), signum)
       return
     self.signal_name = signal.Signals(signum).name
-    logging.warning("%s received: saving a checkpoint at a step all processes agree on, then "
-                    "stopping (a second signal stops at once, without saving).%s",
-                    self.signal_name, "" if self.first_step_done else
-                    " The run is still starting (XLA compiles the training step, which can take "
-                    "minutes): the checkpoint is written right after the first step.")
+    logging.warning(
+        "%s received: saving a checkpoint at a step all processes agree on, then "
+        "stopping (a second signal stops at once, without saving).%s",
+        self.signal_name,
+        ""
+        if self.first_step_done
+        else " The run is still starting (XLA compiles the training step, which can take "
+        "minutes): the checkpoint is written right after the first step.",
+    )
 
   def __exit__(self, *exc):
     for sig, handler in self._previous.items():
@@ -107,7 +112,8 @@ class _StopVotes:
 
   def ballot(self, stop: bool) -> jax.Array:
     return jax.make_array_from_process_local_data(
-        self._sharding, np.full((self._local_devices,), stop, np.bool_))
+        self._sharding, np.full((self._local_devices,), stop, np.bool_)
+    )
 
   def agree_now(self, stop: bool) -> bool:
     """Whether any process votes to stop at this point (every process must call it here)."""
@@ -145,7 +151,8 @@ class _PendingMetrics:
           f"The training loss became {losses[~np.isfinite(losses)][0]} at step {bad}. "
           f"Stopped without saving; the last good checkpoint is {last_good_checkpoint}. "
           "Lower --config.base_learning_rate, enable --config.grad_clip_norm, or check the "
-          "input data, then rerun with the same workdir to resume from that checkpoint.")
+          "input data, then rerun with the same workdir to resume from that checkpoint."
+      )
     return {name: float(np.mean([m[name] for m in fetched])) for name in fetched[0]}
 
 
@@ -170,20 +177,25 @@ def _open_manager(config: ml_collections.ConfigDict, workdir: str):
   _finish_saves(manager, raise_errors=True)
 
 
-def _write_error(manager: ocp.CheckpointManager, steps: tuple[int | None, ...],
-                 error: Exception) -> CheckpointWriteError:
+def _write_error(
+    manager: ocp.CheckpointManager, steps: tuple[int | None, ...], error: Exception
+) -> CheckpointWriteError:
   """Names the checkpoint that failed (the newest of `steps` not on disk) and the newest one
   that is complete, read from the disk: an asynchronous write of an earlier step can be the
   one that failed, reported by orbax only at the next save or wait."""
   done = checkpoint.complete_steps(manager)
   failed = [step for step in steps if step is not None and step not in done]
-  which = (f"checkpoint {manager.directory}/{failed[0]}" if failed
-           else f"a checkpoint in {manager.directory}")
+  which = (
+      f"checkpoint {manager.directory}/{failed[0]}"
+      if failed
+      else f"a checkpoint in {manager.directory}"
+  )
   last = f"{manager.directory}/{done[-1]}" if done else "none (no save completed)"
   return CheckpointWriteError(
       f"Could not write {which} ({type(error).__name__}: {error}). The last complete "
       f"checkpoint is {last}. Free space or make the workdir writable, then run the same "
-      "command again to resume.")
+      "command again to resume."
+  )
 
 
 def _finish_saves(manager: ocp.CheckpointManager, raise_errors: bool) -> None:
@@ -192,7 +204,7 @@ def _finish_saves(manager: ocp.CheckpointManager, raise_errors: bool) -> None:
   try:
     manager.wait_until_finished()
     manager.close()
-  except Exception as error:  # pylint: disable=broad-except  # a failed asynchronous write
+  except Exception as error:  # a failed asynchronous write
     if raise_errors:
       raise _write_error(manager, (), error) from error
     logging.error("Also, a checkpoint write in %s failed: %s", manager.directory, error)
@@ -221,21 +233,29 @@ def _hold_workdir(workdir: str):
       lock.release()
 
 
-def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: _StopRequest,
-                        manager: ocp.CheckpointManager) -> dict[str, Any]:
+def _train_and_evaluate(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    stop: _StopRequest,
+    manager: ocp.CheckpointManager,
+) -> dict[str, Any]:
   start_time = time.time()
   workdir = os.path.abspath(workdir)
   if manager.all_steps():  # before any compilation: a foreign model fails in seconds
     resume.check_same_model(workdir, config.model.to_dict())
   mesh = mesh_lib.create_data_mesh()
   input_pipeline.per_host_batch_size(config.batch_size, jax.process_count(), jax.device_count())
-  input_pipeline.per_host_batch_size(config.eval_batch_size, jax.process_count(), jax.device_count())
+  input_pipeline.per_host_batch_size(
+      config.eval_batch_size, jax.process_count(), jax.device_count()
+  )
   num_train = input_pipeline.num_examples(config.data, config.data.train_split)
   data_classes = input_pipeline.num_classes(config.data)
   if data_classes != config.model.num_classes:
-    raise ValueError(f"config.model.num_classes={config.model.num_classes} but the dataset "
-                     f"{config.data.source!r} has {data_classes} classes; set "
-                     f"--config.model.num_classes={data_classes}.")
+    raise ValueError(
+        f"config.model.num_classes={config.model.num_classes} but the dataset "
+        f"{config.data.source!r} has {data_classes} classes; set "
+        f"--config.model.num_classes={data_classes}."
+    )
   total_steps = schedule.total_train_steps(config, num_train)
   per_epoch = schedule.steps_per_epoch(num_train, config.batch_size)
 
@@ -259,7 +279,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: _
   state = jax.jit(init_state, out_shardings=replicated)(init_rng)
   latest = None
   if manager.all_steps():
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
+    abstract = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state
+    )
     restored, latest = resume.restore_newest_good(manager, abstract)
     if latest is not None:
       state = restored
@@ -275,15 +297,18 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: _
   def step_and_vote(state, batch, ballot):
     return (*step_fn(state, batch), jnp.any(ballot))
 
-  train_step = jax.jit(step_and_vote, donate_argnums=(0,),
-                       out_shardings=(replicated, replicated, replicated),
-                       compiler_options=compiler_options.train_step_options(
-                           compiler_options.mesh_platform(mesh)))
+  train_step = jax.jit(
+      step_and_vote,
+      donate_argnums=(0,),
+      out_shardings=(replicated, replicated, replicated),
+      compiler_options=compiler_options.train_step_options(compiler_options.mesh_platform(mesh)),
+  )
   votes = _StopVotes(mesh)
   evaluate = build_evaluators(tuple(config.evaluators), model, config, mesh)
   writer = reporting.MetricWriter(workdir)
-  dataset = input_pipeline.create_train_dataset(config.data, config.batch_size, seed=config.seed,
-                                                start_step=start_step)
+  dataset = input_pipeline.create_train_dataset(
+      config.data, config.batch_size, seed=config.seed, start_step=start_step
+  )
   batches = input_pipeline.prefetch_to_mesh(dataset.as_numpy_iterator(), mesh)
   pending = _PendingMetrics()
   last_checkpoint = f"{manager.directory}/{latest}" if latest is not None else "none (no save yet)"
@@ -304,7 +329,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: _
     if step != saved_step:
       try:
         manager.save(step, args=ocp.args.StandardSave(state), force=True)
-      except Exception as error:  # pylint: disable=broad-except  # orbax wraps OS errors variously
+      except Exception as error:  # orbax wraps OS errors variously
         # orbax reports a failed asynchronous write of the previous save here, at the next one.
         raise _write_error(manager, (saved_step, step), error) from error
       saved_step = step
@@ -313,19 +338,32 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: _
   def run_eval(step: int) -> None:
     for name, variables in (("eval", state.variables), ("eval_ema", state.ema_variables)):
       eval_results[name] = evaluate(variables)
-      writer.write_scalars(step, {f"{name}/{k}": v for k, v in eval_results[name].items() if k != "count"})
-    logging.info("eval at step %d: %s (EMA: %s) on %d images", step,
-                 _format_metrics(eval_results["eval"]), _format_metrics(eval_results["eval_ema"]),
-                 eval_results["eval"]["count"])
+      writer.write_scalars(
+          step, {f"{name}/{k}": v for k, v in eval_results[name].items() if k != "count"}
+      )
+    logging.info(
+        "eval at step %d: %s (EMA: %s) on %d images",
+        step,
+        _format_metrics(eval_results["eval"]),
+        _format_metrics(eval_results["eval_ema"]),
+        eval_results["eval"]["count"],
+    )
 
-  logging.info("Training %s for %d steps (%.1f epochs of %d images) on %d devices, global batch %d.",
-               config.model.variant, total_steps, total_steps / per_epoch, num_train,
-               jax.device_count(), config.batch_size)
+  logging.info(
+      "Training %s for %d steps (%.1f epochs of %d images) on %d devices, global batch %d.",
+      config.model.variant,
+      total_steps,
+      total_steps / per_epoch,
+      num_train,
+      jax.device_count(),
+      config.batch_size,
+  )
   bar = progress.progress_bar(total_steps, "training", initial=start_step)
   try:
     while step < total_steps:
-      state, metrics, stop_vote = train_step(state, next(batches),
-                                             votes.ballot(stop.signal_name is not None))
+      state, metrics, stop_vote = train_step(
+          state, next(batches), votes.ballot(stop.signal_name is not None)
+      )
       pending.add(metrics)
       step += 1
       bar.update(1)
@@ -334,19 +372,29 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: _
       if not stop.first_step_done:
         # Rates and ETAs leave the first step out: it includes XLA's compilation.
         jax.block_until_ready(metrics)
-        logging.info("First step done in %.1f s (XLA compilation included).",
-                     time.time() - interval_start)
+        logging.info(
+            "First step done in %.1f s (XLA compilation included).", time.time() - interval_start
+        )
         stop.first_step_done = True
         interval_start, interval_steps = time.time(), 0
       if step % config.log_every_steps == 0 or step == total_steps:
         means = pending.drain(step, last_checkpoint)
         elapsed = time.time() - interval_start
         images_per_sec = interval_steps * config.batch_size / elapsed if interval_steps else None
-        reporting.log_train_line(step, total_steps, step / per_epoch, means, images_per_sec,
-                                 elapsed / interval_steps if interval_steps else None)
+        reporting.log_train_line(
+            step,
+            total_steps,
+            step / per_epoch,
+            means,
+            images_per_sec,
+            elapsed / interval_steps if interval_steps else None,
+        )
         bar.set_postfix_str(f"loss {means['loss']:.3f} top1 {means['top1']:.3f}")
-        writer.write_scalars(step, {f"train/{k}": v for k, v in means.items()}
-                             | ({"train/images_per_sec": images_per_sec} if interval_steps else {}))
+        writer.write_scalars(
+            step,
+            {f"train/{k}": v for k, v in means.items()}
+            | ({"train/images_per_sec": images_per_sec} if interval_steps else {}),
+        )
         interval_start, interval_steps = time.time(), 0
       if step % config.checkpoint_every_steps == 0 and step < total_steps:
         last_checkpoint = save(step)
@@ -358,22 +406,26 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: _
     last_checkpoint = save(step)
     try:
       manager.wait_until_finished()
-    except Exception as error:  # pylint: disable=broad-except  # the asynchronous write failed
+    except Exception as error:  # the asynchronous write failed
       raise _write_error(manager, (saved_step,), error) from error
     if not stop_reason and votes.agree_now(stop.signal_name is not None):
       # A signal during the final save: the last step is saved, the final evaluation (minutes
       # on ImageNet, longer than a preemption's grace period) is left to the rerun.
       stop_reason = stop.signal_name or "a signal to another process"
     if stop_reason:
-      logging.warning("Stopped by %s at step %d; saved %s. Run the same command again to resume.",
-                      stop_reason, step, last_checkpoint)
+      logging.warning(
+          "Stopped by %s at step %d; saved %s. Run the same command again to resume.",
+          stop_reason,
+          step,
+          last_checkpoint,
+      )
     else:
       run_eval(step)
   finally:
     bar.close()
     try:
       writer.close()
-    except Exception as error:  # pylint: disable=broad-except  # e.g. the disk became read-only
+    except Exception as error:  # e.g. the disk became read-only
       logging.error("Closing the TensorBoard writer failed: %s", error)
 
   summary = {
@@ -382,8 +434,12 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: _
       "stopped_by": stop_reason,
       "checkpoint": last_checkpoint,
       "wall_seconds": round(time.time() - start_time, 1),
-      **{f"{name}_{metric}": value for name, values in eval_results.items()
-         for metric, value in values.items() if metric not in ("count", "loss")},
+      **{
+          f"{name}_{metric}": value
+          for name, values in eval_results.items()
+          for metric, value in values.items()
+          if metric not in ("count", "loss")
+      },
       "eval_images": int(eval_results["eval"]["count"]) if eval_results else 0,
       "process_count": jax.process_count(),
   }
@@ -392,7 +448,12 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: _
       json.dump(summary, f, indent=2)
     curves.write_training_curves(workdir)  # after the writer's close: every event is on disk
   if not stop_reason:
-    logging.info("Done: %s (EMA %s) after %d steps in %s; checkpoint %s",
-                 _format_metrics(eval_results["eval"]), _format_metrics(eval_results["eval_ema"]),
-                 step, progress.format_eta(summary["wall_seconds"]), last_checkpoint)
+    logging.info(
+        "Done: %s (EMA %s) after %d steps in %s; checkpoint %s",
+        _format_metrics(eval_results["eval"]),
+        _format_metrics(eval_results["eval_ema"]),
+        step,
+        progress.format_eta(summary["wall_seconds"]),
+        last_checkpoint,
+    )
   return summary

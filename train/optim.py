@@ -1,7 +1,9 @@
 """The optimizer: SGD with momentum, Caffe's bias treatment, weight decay on weights only."""
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import ml_collections
@@ -21,8 +23,9 @@ def bias_mask(params: Any) -> Any:
   return jax.tree_util.tree_map_with_path(lambda path, leaf: not is_weight(path, leaf), params)
 
 
-def create_optimizer(config: ml_collections.ConfigDict,
-                     learning_rate_fn: Callable[[Any], Any]) -> optax.GradientTransformation:
+def create_optimizer(
+    config: ml_collections.ConfigDict, learning_rate_fn: Callable[[Any], Any]
+) -> optax.GradientTransformation:
   """Caffe's solver semantics (bvlc_googlenet `train_val.prototxt`): weight decay 2e-4 on
   weights only (decay_mult 0 on biases), biases at twice the learning rate (lr_mult 2), then
   momentum SGD. Scaling bias gradients before momentum equals scaling their step, SGD being

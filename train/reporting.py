@@ -1,11 +1,12 @@
 """Metrics out: TensorBoard event files plus a human log line, written by process 0 only."""
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 import os
-from typing import Mapping
 
-import jax
 from absl import logging
+import jax
 
 from runtime.progress import format_eta
 
@@ -17,6 +18,7 @@ class MetricWriter:
     self._writer = None
     if jax.process_index() == 0:
       import tensorflow as tf  # only the writer needs TF here; the input pipeline has it anyway
+
       self._tf = tf
       self._writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
 
@@ -33,8 +35,14 @@ class MetricWriter:
       self._writer.close()
 
 
-def log_train_line(step: int, total_steps: int, epoch: float, metrics: Mapping[str, float],
-                   images_per_sec: float | None, seconds_per_step: float | None) -> None:
+def log_train_line(
+    step: int,
+    total_steps: int,
+    epoch: float,
+    metrics: Mapping[str, float],
+    images_per_sec: float | None,
+    seconds_per_step: float | None,
+) -> None:
   """One progress line; rate and ETA are None when no step after compilation has been timed."""
   if seconds_per_step is None:
     speed = "rate after the next steps (the first one compiled)"
@@ -42,5 +50,13 @@ def log_train_line(step: int, total_steps: int, epoch: float, metrics: Mapping[s
     speed = f"{images_per_sec:.1f} img/s ETA {format_eta((total_steps - step) * seconds_per_step)}"
   logging.info(
       "step %d/%d epoch %.2f | loss %.4f top1 %.3f top5 %.3f lr %.5f grad_norm %.3f | %s",
-      step, total_steps, epoch, metrics["loss"], metrics["top1"], metrics["top5"],
-      metrics["learning_rate"], metrics["grad_norm"], speed)
+      step,
+      total_steps,
+      epoch,
+      metrics["loss"],
+      metrics["top1"],
+      metrics["top5"],
+      metrics["learning_rate"],
+      metrics["grad_norm"],
+      speed,
+  )

@@ -1,4 +1,5 @@
 """Durations and the learning-rate schedule, in one vocabulary: steps, derived from epochs."""
+
 from __future__ import annotations
 
 import math
@@ -15,7 +16,9 @@ def steps_per_epoch(num_train_examples: int, batch_size: int) -> float:
 def total_train_steps(config: ml_collections.ConfigDict, num_train_examples: int) -> int:
   if config.num_train_steps > 0:
     return int(config.num_train_steps)
-  return max(1, math.ceil(config.num_epochs * steps_per_epoch(num_train_examples, config.batch_size)))
+  return max(
+      1, math.ceil(config.num_epochs * steps_per_epoch(num_train_examples, config.batch_size))
+  )
 
 
 def peak_learning_rate(config: ml_collections.ConfigDict) -> float:

@@ -1,4 +1,5 @@
 """TrainState: everything a run needs to continue, as one pytree that orbax saves whole."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -4,9 +4,11 @@ Both run under `jax.jit` on a device mesh: the batch arrives sharded over the 'd
 the state replicated, so XLA inserts the gradient all-reduce and, for BatchNorm, computes
 statistics over the global batch. Nothing here synchronises with the host.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -42,8 +44,13 @@ def topk_correct(logits: jax.Array, labels: jax.Array, k: int) -> jax.Array:
   return (jnp.sum(ahead, axis=-1) < k).astype(jnp.float32)
 
 
-def total_loss(logits: jax.Array, aux_logits: tuple[jax.Array, ...], labels: jax.Array,
-               aux_weight: float, label_smoothing: float = 0.0) -> tuple[jax.Array, dict[str, jax.Array]]:
+def total_loss(
+    logits: jax.Array,
+    aux_logits: tuple[jax.Array, ...],
+    labels: jax.Array,
+    aux_weight: float,
+    label_smoothing: float = 0.0,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Main loss plus aux_weight x each auxiliary loss (paper section 5: weight 0.3)."""
   main = cross_entropy(logits, labels, label_smoothing).mean()
   parts = {"main_loss": main}
@@ -55,10 +62,13 @@ def total_loss(logits: jax.Array, aux_logits: tuple[jax.Array, ...], labels: jax
   return loss, parts
 
 
-def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
-                    learning_rate_fn: Callable[[jax.Array], jax.Array],
-                    config: ml_collections.ConfigDict, dropout_rng: jax.Array
-                    ) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]:
+def make_train_step(
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    learning_rate_fn: Callable[[jax.Array], jax.Array],
+    config: ml_collections.ConfigDict,
+    dropout_rng: jax.Array,
+) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]:
 
   def train_step(state: TrainState, batch: Batch):
     # Folding in the step makes dropout a function of the step alone, so a resumed run
@@ -68,13 +78,20 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
 
     def loss_fn(params):
       output, updates = model.apply(
-          {"params": params, "batch_stats": state.batch_stats}, batch["image"], train=True,
-          rngs={"dropout": rng}, mutable=["batch_stats"])
-      loss, parts = total_loss(output.logits, output.aux_logits, labels, config.aux_loss_weight,
-                               config.label_smoothing)
+          {"params": params, "batch_stats": state.batch_stats},
+          batch["image"],
+          train=True,
+          rngs={"dropout": rng},
+          mutable=["batch_stats"],
+      )
+      loss, parts = total_loss(
+          output.logits, output.aux_logits, labels, config.aux_loss_weight, config.label_smoothing
+      )
       return loss, (output.logits, parts, updates)
 
-    (loss, (logits, parts, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (loss, (logits, parts, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params
+    )
     updates_tx, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates_tx)
     batch_stats = updates.get("batch_stats", state.batch_stats)
@@ -85,8 +102,11 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
         batch_stats=batch_stats,
         opt_state=opt_state,
         ema_params=polyak_update(state.ema_params, params, decay),
-        ema_batch_stats=(polyak_update(state.ema_batch_stats, batch_stats, decay)
-                         if config.ema_batch_stats else batch_stats),
+        ema_batch_stats=(
+            polyak_update(state.ema_batch_stats, batch_stats, decay)
+            if config.ema_batch_stats
+            else batch_stats
+        ),
     )
     metrics = {
         "loss": loss,

@@ -8,6 +8,7 @@ holder is a pid on this host that no longer exists, or (any host) the heartbeat 
 than STALE_AFTER_SECONDS ago (the holder crashed or its machine went away). A stale lock is
 taken over with a warning. Process 0 of a multi-process job holds the lock for the job.
 """
+
 from __future__ import annotations
 
 import json
@@ -69,8 +70,11 @@ class WorkdirLock:
     self.path = os.path.join(os.path.abspath(workdir), LOCK_FILE)
     self._stop = threading.Event()
     self._thread: threading.Thread | None = None
-    self._record = {"host": socket.gethostname(), "pid": os.getpid(),
-                    "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    self._record = {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
 
   def _try_create(self) -> bool:
     try:
@@ -89,7 +93,8 @@ class WorkdirLock:
     except OSError as error:  # a file in the way, a read-only or full disk, no permission
       raise WorkdirUnusableError(
           f"--workdir={workdir} cannot be used: {error.strerror or error} "
-          f"({error.filename or workdir}). Choose a writable directory.") from error
+          f"({error.filename or workdir}). Choose a writable directory."
+      ) from error
     attempts = 0
     while not created:  # a takeover can race another starter, which then sees a fresh lock
       attempts += 1
@@ -114,9 +119,15 @@ class WorkdirLock:
           f"on host {holder.get('host')}, started {holder.get('started')} (lock file "
           f"{self.path}, refreshed {age:.0f} s ago). Stop that run first, or use another "
           f"--workdir. If that run is dead, the lock counts as stale after "
-          f"{STALE_AFTER_SECONDS:.0f} s without a heartbeat; or delete {self.path}.")
-    logging.warning("Taking over the stale lock %s of process %s on %s (%s).", self.path,
-                    holder.get("pid"), holder.get("host"), reason)
+          f"{STALE_AFTER_SECONDS:.0f} s without a heartbeat; or delete {self.path}."
+      )
+    logging.warning(
+        "Taking over the stale lock %s of process %s on %s (%s).",
+        self.path,
+        holder.get("pid"),
+        holder.get("host"),
+        reason,
+    )
     try:
       os.remove(self.path)
     except FileNotFoundError:
@@ -138,8 +149,9 @@ class WorkdirLock:
       try:
         os.remove(self.path)
       except OSError as error:  # a read-only disk: the lock goes stale, as after a crash
-        logging.warning("Could not remove the lock %s (%s); the next run will find it stale.",
-                        self.path, error)
+        logging.warning(
+            "Could not remove the lock %s (%s); the next run will find it stale.", self.path, error
+        )
 
   def __enter__(self) -> WorkdirLock:
     self.acquire()
