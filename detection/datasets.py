@@ -52,11 +52,13 @@ class AnnotationReport:
   """What loading a split changed: clipped boxes and skipped objects/images, with names."""
 
   clipped_boxes: int = 0
+  unreadable_images: int = 0  # skipped whatever on_bad_annotation says
   skipped: list[str] = dataclasses.field(default_factory=list)
 
   def to_dict(self) -> dict:
     return {
         "clipped_boxes": self.clipped_boxes,
+        "unreadable_images": self.unreadable_images,
         "skipped": len(self.skipped),
         "skipped_examples": self.skipped[:20],
     }
@@ -69,12 +71,15 @@ def log_report(name: str, report: AnnotationReport) -> None:
         name,
         report.clipped_boxes,
     )
-  if report.skipped:
+  if report.unreadable_images:
+    logging.warning("%s: skipped %d unreadable images.", name, report.unreadable_images)
+  malformed = len(report.skipped) - report.unreadable_images
+  if malformed:
     logging.warning(
         "%s: skipped %d malformed annotations (on_bad_annotation='skip'), e.g. %s",
         name,
-        len(report.skipped),
-        "; ".join(report.skipped[:5]),
+        malformed,
+        "; ".join([entry for entry in report.skipped if "unreadable image" not in entry][:5]),
     )
 
 

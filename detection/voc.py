@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import xml.etree.ElementTree as ElementTree
 
+from absl import logging
 import numpy as np
 
 from detection import boxes as box_ops
@@ -99,13 +100,27 @@ def parse_annotation(
   )
 
 
+def _decoded_size(path: str) -> tuple[str | None, tuple[int, int]]:
+  """(problem or None, (width, height)): the image is decoded through to its last byte, at a
+  reduced scale for JPEGs (PIL's draft mode still walks the whole compressed stream), so a
+  truncated file is found here and not in the middle of a later phase."""
+  from PIL import Image
+
+  try:
+    with Image.open(path) as image:
+      size = image.size
+      image.draft("RGB", (max(1, size[0] // 8), max(1, size[1] // 8)))
+      image.load()
+  except Exception as error:  # PIL raises OSError, SyntaxError, ValueError... per format
+    return f"{type(error).__name__}: {error}", (0, 0)
+  return None, size
+
+
 class VocFolderSplit(datasets.DetectionSplit):
 
   def __init__(
       self, root: str, split: str, class_names: tuple[str, ...], on_bad: str, max_images: int = -1
   ):
-    from PIL import Image
-
     self.root = os.path.abspath(os.path.expanduser(root))
     self.class_names = tuple(class_names)
     self.report = datasets.AnnotationReport()
@@ -129,12 +144,15 @@ class VocFolderSplit(datasets.DetectionSplit):
     self.annotations, self._paths = [], []
     for image_id in image_ids:
       image_path = self._image_path(image_id)
-      try:
-        with Image.open(image_path) as image:  # header only: the true size to clip to
-          width, height = image.size
-      except Exception as error:
-        datasets.bad_annotation(f"{image_path}: unreadable image ({error})", on_bad, self.report)
+      problem, size = _decoded_size(image_path)
+      if problem:
+        # Not an annotation problem: skipped whatever on_bad_annotation says, named and counted,
+        # so no later phase (proposals, regions, scoring) meets it.
+        logging.warning("Skipping %s: unreadable image (%s).", image_path, problem)
+        self.report.skipped.append(f"{image_path}: unreadable image ({problem})")
+        self.report.unreadable_images += 1
         continue
+      width, height = size
       xml_path = os.path.join(self.root, "Annotations", f"{image_id}.xml")
       annotation = parse_annotation(xml_path, self.class_names, height, width, on_bad, self.report)
       if annotation is not None:

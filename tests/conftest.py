@@ -17,16 +17,21 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # The suite compiles the same small programs many times (every in-process training run compiles
 # its init, train and eval steps afresh). JAX's persistent compilation cache, the one the
-# binaries use (train/host.py), in a directory of this session only, compiles each once.
+# binaries use (runtime/process.py), in a directory of this session only, compiles each once.
+# The pytest-xdist controller makes the directory and its workers inherit it through the
+# environment, so a program one worker compiled is a cache hit for the other; the process that
+# made it removes it at exit (the controller exits after its workers).
 import atexit
 import shutil
 import tempfile
 
 from runtime.process import enable_compilation_cache
 
-_CACHE_DIR = tempfile.mkdtemp(prefix="googlenet_test_xla_cache_")
-atexit.register(shutil.rmtree, _CACHE_DIR, True)
-enable_compilation_cache(_CACHE_DIR)
+_CACHE_ENV = "GOOGLENET_TEST_XLA_CACHE"
+if not os.environ.get(_CACHE_ENV):
+  os.environ[_CACHE_ENV] = tempfile.mkdtemp(prefix="googlenet_test_xla_cache_")
+  atexit.register(shutil.rmtree, os.environ[_CACHE_ENV], True)
+enable_compilation_cache(os.environ[_CACHE_ENV])
 
 # Files with tests of a minute or more (pytest --durations): collected first, so that
 # pytest-xdist's per-file scheduling starts them first and both workers finish together.

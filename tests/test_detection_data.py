@@ -54,6 +54,9 @@ VOC_OBJECT = """<object><name>{name}</name><difficult>{difficult}</difficult>
 <bndbox><xmin>{box[0]}</xmin><ymin>{box[1]}</ymin><xmax>{box[2]}</xmax><ymax>{box[3]}</ymax></bndbox></object>"""
 
 
+KANGAROO = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "kangaroo")
+
+
 def write_voc(root, images, split="test"):
   """images: {id: xml text or list of (name, difficult, box)}."""
   for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
@@ -138,6 +141,32 @@ def test_voc_malformed_annotations_name_the_file(tmp_path, xml, message):
   skipped = datasets.load_split(voc_config(tmp_path, "skip"), "test")
   assert len(skipped.report.skipped) == 1 and "bad.xml" in skipped.report.skipped[0]
   assert skipped.annotations[0].image_id == "good" and len(skipped.annotations[0].boxes) == 1
+
+
+def test_voc_unreadable_images_are_skipped_named_and_counted(tmp_path, caplog):
+  write_voc(tmp_path, {"good": [("dog", 0, (1, 1, 5, 5))], "cut": [("cat", 0, (1, 1, 5, 5))]})
+  photo = np.random.default_rng(0).integers(0, 255, (300, 400, 3), np.uint8)  # not one flat run
+  Image.fromarray(photo).save(tmp_path / "JPEGImages" / "cut.jpg", quality=95)
+  whole = (tmp_path / "JPEGImages" / "cut.jpg").read_bytes()
+  (tmp_path / "JPEGImages" / "cut.jpg").write_bytes(whole[: len(whole) // 2])  # truncated
+  # on_bad_annotation='raise': an unreadable image is no annotation error; it is skipped.
+  split = datasets.load_split(voc_config(tmp_path), "test")
+  assert [a.image_id for a in split.annotations] == ["good"]
+  assert split.report.unreadable_images == 1
+  assert "cut.jpg: unreadable image" in split.report.skipped[0]
+  assert split.report.to_dict()["unreadable_images"] == 1
+  datasets.log_report("voc test", split.report)
+  assert "skipped 1 unreadable images" in caplog.text
+
+
+@pytest.mark.skipif(not os.path.isdir(KANGAROO), reason="../shared/data/kangaroo is absent")
+def test_kangaroo_truncated_photo_is_skipped():
+  config = voc_config(KANGAROO)
+  config.class_names = ("kangaroo",)
+  split = datasets.load_split(config, "test")
+  assert split.report.unreadable_images == 1 and "00090.jpg" in split.report.skipped[0]
+  assert len(split) == 40  # of the 41 listed
+  assert split.image(len(split) - 1).ndim == 3
 
 
 def test_voc_missing_split_list(tmp_path):
