@@ -202,6 +202,20 @@ def detect_image(
   return labels[order], kept_scores[order], kept_boxes[order]
 
 
+def size_prior_scores(
+    proposals: Sequence[np.ndarray], image_sizes: Sequence[tuple[int, int]], num_classes: int
+) -> list[np.ndarray]:
+  """The baseline without a classifier: every class scores a proposal by its share of the
+  image area ("largest first"), background by the rest; [P, num_classes + 1] per image."""
+  scores = []
+  for boxes, (height, width) in zip(proposals, image_sizes, strict=True):
+    share = box_ops.areas(np.asarray(boxes, np.float64).reshape(-1, 4)) / float(height * width)
+    scores.append(
+        np.concatenate([1.0 - share[:, None], np.repeat(share[:, None], num_classes, 1)], 1)
+    )
+  return scores
+
+
 def detect(
     proposals: Sequence[np.ndarray],
     scores: Sequence[np.ndarray],

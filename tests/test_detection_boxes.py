@@ -106,3 +106,13 @@ def test_many_boxes_in_one_call():
   assert batch.shape == (3, 32, 32, 3) and batch.dtype == np.uint8
   np.testing.assert_array_equal(batch[1], image[16:48, 16:48])
   np.testing.assert_array_equal(batch[2], image[:32, :32])
+
+
+def test_size_prior_ranks_proposals_by_their_share_of_the_image():
+  from detection import scoring
+
+  proposals = [np.array([[0, 0, 10, 10], [0, 0, 20, 10], [5, 5, 6, 6]], np.float32)]
+  (scores,) = scoring.size_prior_scores(proposals, [(10, 20)], num_classes=2)
+  np.testing.assert_allclose(scores[:, 1], [0.5, 1.0, 0.005])
+  np.testing.assert_array_equal(scores[:, 1], scores[:, 2])  # every class alike
+  np.testing.assert_allclose(scores[:, 0], 1.0 - scores[:, 1])  # background: the rest

@@ -57,6 +57,9 @@ def test_short_run_detects_and_evaluates(tmp_path):
   for key in ("mAP_voc07", "mAP_voc10", "mAP_coco_ap50"):
     assert 0.0 <= summary[key] <= 1.0 and not math.isnan(summary[key])
   assert 0.0 < summary["proposal_recall_iou50"] <= 1.0
+  # Beside every AP: the same proposals ranked by area alone, and whether the classifier beats it.
+  assert 0.0 <= summary["size_prior_baseline"]["mAP_voc07"] <= 1.0
+  assert "Size-prior baseline" in (out / "report.md").read_text()
   with open(out / "detections.json") as f:
     detections = json.load(f)["detections"]
   assert len(detections) == summary["num_detections"] > 0

@@ -114,6 +114,27 @@ def test_per_class_evaluator_matches_numpy_and_runs_beside_top_k():
   assert results["top1"] == pytest.approx(np.mean(predictions == labels), abs=1e-6)
   assert results["mean_class_top1"] == pytest.approx(np.mean(per_class), abs=1e-6)
   assert results["min_class_top1"] == pytest.approx(np.min(per_class), abs=1e-6)
+  # What predicting the most frequent class alone would score: the floor to beat.
+  assert results["majority_class_rate"] == pytest.approx(np.bincount(labels).max() / 360)
+  assert "top5" in results
+
+
+def test_top5_is_left_out_where_it_cannot_miss():
+  from train.step import make_eval_step
+
+  batch = {
+      "image": np.zeros((4, 8, 8, 3), np.float32),
+      "label": np.array([0, 1, 2, 2]),
+      "mask": np.array([True, True, True, False]),
+  }
+  model = _Linear(3)
+  variables = model.init(jax.random.key(0), batch["image"])
+  sums = make_eval_step(model)(variables, batch)
+  assert "top5" not in sums
+  np.testing.assert_array_equal(sums["label_counts"], [1, 1, 1])  # the padded row is not counted
+  assert "top5" in make_eval_step(_Linear(6))(
+      _Linear(6).init(jax.random.key(0), batch["image"]), batch
+  )
 
 
 def test_unknown_evaluator_is_named_with_the_choices():

@@ -3,7 +3,9 @@
 Each runs on the raw and on the Polyak-averaged variables; its scalars go to TensorBoard as
 `eval/<key>` and `eval_ema/<key>` and into summary.json as `eval_<key>`, `eval_ema_<key>`.
 
-    'top_k'      loss, top-1 and top-5 accuracy (the default; the paper's metrics)
+    'top_k'      loss, top-1 and top-5 accuracy (the default; the paper's metrics; top-5 only
+                 with more than 5 classes), and the majority-class rate: the top-1 of a model
+                 that learned nothing but the most frequent class
     'per_class'  mean and minimum over classes of the per-class top-1 accuracy
 
 Adding one (a multi-crop or calibration metric, say):
@@ -74,12 +76,12 @@ def build_top_k(
   def evaluate(variables):
     totals = sum_over_eval_split(step, variables, config, mesh)
     count = float(totals["count"])
-    return {
-        "loss": float(totals["loss"]) / count,
-        "top1": float(totals["top1"]) / count,
-        "top5": float(totals["top5"]) / count,
-        "count": count,
-    }
+    results = {"loss": float(totals["loss"]) / count, "top1": float(totals["top1"]) / count}
+    if "top5" in totals:
+      results["top5"] = float(totals["top5"]) / count
+    results["majority_class_rate"] = float(np.max(totals["label_counts"])) / count
+    results["count"] = count
+    return results
 
   return evaluate
 

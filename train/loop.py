@@ -350,7 +350,7 @@ def _train_and_evaluate(
     )
 
   logging.info(
-      "Training %s for %d steps (%.1f epochs of %d images) on %d devices, global batch %d.",
+      "Training %s for %d steps (%.1f epochs of %d examples) on %d devices, global batch %d.",
       config.model.variant,
       total_steps,
       total_steps / per_epoch,

@@ -48,14 +48,15 @@ def log_train_line(
     speed = "rate after the next steps (the first one compiled)"
   else:
     speed = f"{images_per_sec:.1f} img/s ETA {format_eta((total_steps - step) * seconds_per_step)}"
+  top5 = f" top5 {metrics['top5']:.3f}" if "top5" in metrics else ""
   logging.info(
-      "step %d/%d epoch %.2f | loss %.4f top1 %.3f top5 %.3f lr %.5f grad_norm %.3f | %s",
+      "step %d/%d epoch %.2f | loss %.4f top1 %.3f%s lr %.5f grad_norm %.3f | %s",
       step,
       total_steps,
       epoch,
       metrics["loss"],
       metrics["top1"],
-      metrics["top5"],
+      top5,
       metrics["learning_rate"],
       metrics["grad_norm"],
       speed,

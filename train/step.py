@@ -112,7 +112,7 @@ def make_train_step(
         "loss": loss,
         **parts,
         "top1": topk_correct(logits, labels, 1).mean(),
-        "top5": topk_correct(logits, labels, 5).mean(),
+        **({"top5": topk_correct(logits, labels, 5).mean()} if has_top5(logits) else {}),
         "learning_rate": learning_rate_fn(state.step),
         "grad_norm": optax.tree.norm(grads),
     }
@@ -121,17 +121,27 @@ def make_train_step(
   return train_step
 
 
+def has_top5(logits: jax.Array) -> bool:
+  """Top-5 means something only with more than 5 classes (with 5 or fewer it is always 1)."""
+  return logits.shape[-1] > 5
+
+
 def make_eval_step(model: nn.Module) -> Callable[[dict[str, Any], Batch], dict[str, jax.Array]]:
   """Sums over the real (mask True) examples of a padded batch; the caller divides by count."""
 
   def eval_step(variables: dict[str, Any], batch: Batch):
     logits = model.apply(variables, batch["image"], train=False).logits
     labels, mask = batch["label"], batch["mask"].astype(jnp.float32)
-    return {
+    sums = {
         "loss": jnp.sum(cross_entropy(logits, labels) * mask),
         "top1": jnp.sum(topk_correct(logits, labels, 1) * mask),
-        "top5": jnp.sum(topk_correct(logits, labels, 5) * mask),
         "count": jnp.sum(mask),
+        # Per-class example counts: the majority-class rate is the accuracy a model that
+        # learned nothing reaches (75% background among R-CNN's regions, say).
+        "label_counts": jnp.sum(jax.nn.one_hot(labels, logits.shape[-1]) * mask[:, None], 0),
     }
+    if has_top5(logits):
+      sums["top5"] = jnp.sum(topk_correct(logits, labels, 5) * mask)
+    return sums
 
   return eval_step
