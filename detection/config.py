@@ -90,6 +90,9 @@ def default_detection_config() -> ml_collections.ConfigDict:
   config.coco_max_dets = 100
   config.num_visualized = 8  # PNGs with predicted and ground-truth boxes
   config.visualize_min_score = 0.3
+  # At most this many detections drawn per picture, the most confident: a weak model's dozens
+  # of overlapping boxes would hide the image and each other's labels.
+  config.visualize_max_boxes = 5
   return config
 
 

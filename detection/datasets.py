@@ -19,6 +19,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 import dataclasses
+import hashlib
 import io
 
 from absl import logging
@@ -319,6 +320,21 @@ def load_split(config, split: str, max_images: int = -1) -> DetectionSplit:
         "(e.g. 'tfds:voc/2007', 'voc:<VOCdevkit/VOC2007>')"
     )
   return DATASETS.get(kind)(argument, config, split, max_images)
+
+
+def duplicate_images(splits: dict[str, DetectionSplit]) -> list[tuple[str, str]]:
+  """Pairs ('split/image_id', 'split/image_id') of byte-identical image files, within a split
+  or across splits (the same photo in train and test inflates the test score)."""
+  first_seen, pairs = {}, []
+  for name, split in splits.items():
+    for index, annotation in enumerate(split.annotations):
+      digest = hashlib.sha1(split.encoded(index)).hexdigest()
+      where = f"{name}/{annotation.image_id}"
+      if digest in first_seen:
+        pairs.append((first_seen[digest], where))
+      else:
+        first_seen[digest] = where
+  return pairs
 
 
 def class_names_of(splits: Sequence[DetectionSplit]) -> tuple[str, ...]:

@@ -102,36 +102,69 @@ def draw_detections(
     class_names,
     min_size: int = 384,
 ):
-  """PIL image: ground truth in green, predictions coloured by class with 'name score'."""
-  from PIL import Image, ImageDraw
+  """PIL image: ground truth in green, predictions coloured by class with 'name score', each
+  label on a dark band and in a font sized to the picture, so it reads on photos too."""
+  from PIL import Image, ImageDraw, ImageFont
 
   scale = max(1, int(math.ceil(min_size / max(image.shape[:2]))))
   picture = Image.fromarray(image).resize(
       (image.shape[1] * scale, image.shape[0] * scale), Image.NEAREST
   )
   draw = ImageDraw.Draw(picture)
-  for box, label in zip(gt_boxes, gt_labels):
-    draw.rectangle([v * scale for v in box], outline=_GT_COLOUR, width=2)
-    draw.text(
-        (box[0] * scale + 3, box[3] * scale - 12), f"GT {class_names[label]}", fill=_GT_COLOUR
+  font = ImageFont.load_default(size=max(11, picture.height // 32))
+  line = max(2, picture.height // 200)
+
+  def label(xy, text, colour):
+    band = draw.textbbox(xy, text, font=font)
+    draw.rectangle([band[0] - 2, band[1] - 1, band[2] + 2, band[3] + 1], fill=(0, 0, 0))
+    draw.text(xy, text, fill=colour, font=font)
+
+  for box in gt_boxes:
+    draw.rectangle([v * scale for v in box], outline=_GT_COLOUR, width=line)
+  for box, class_index in zip(boxes, labels):
+    colour = _CLASS_COLOURS[int(class_index) % len(_CLASS_COLOURS)]
+    draw.rectangle([v * scale for v in box], outline=colour, width=line)
+  # Labels last, above every box outline.
+  for box, gt_label in zip(gt_boxes, gt_labels):
+    label(
+        (box[0] * scale + 3, box[3] * scale - font.size - 4),
+        f"GT {class_names[gt_label]}",
+        _GT_COLOUR,
     )
-  for box, label, score in zip(boxes, labels, scores):
-    colour = _CLASS_COLOURS[int(label) % len(_CLASS_COLOURS)]
-    draw.rectangle([v * scale for v in box], outline=colour, width=2)
-    draw.text(
-        (box[0] * scale + 3, box[1] * scale + 2), f"{class_names[label]} {score:.2f}", fill=colour
+  for box, class_index, score in zip(boxes, labels, scores):
+    colour = _CLASS_COLOURS[int(class_index) % len(_CLASS_COLOURS)]
+    label(
+        (box[0] * scale + 3, box[1] * scale + 2), f"{class_names[class_index]} {score:.2f}", colour
     )
   return picture
 
 
+def shown_detections(
+    detections: metrics.Detections, image_index: int, min_score: float, max_boxes: int
+) -> np.ndarray:
+  """Indices of one image's detections to draw: the `max_boxes` most confident >= min_score."""
+  candidates = np.flatnonzero(
+      (detections.image_index == image_index) & (detections.scores >= min_score)
+  )
+  return candidates[np.argsort(-detections.scores[candidates], kind="stable")[:max_boxes]]
+
+
 def write_visualisations(
-    directory: str, split, detections: metrics.Detections, class_names, count: int, min_score: float
+    directory: str,
+    split,
+    detections: metrics.Detections,
+    class_names,
+    count: int,
+    min_score: float,
+    max_boxes: int = 5,
 ) -> list[str]:
+  """The first `count` images with their ground truth (green) and their `max_boxes` most
+  confident detections scoring at least `min_score`."""
   os.makedirs(directory, exist_ok=True)
   paths = []
   for index in range(min(count, len(split))):
     annotation = split.annotations[index]
-    mine = (detections.image_index == index) & (detections.scores >= min_score)
+    mine = shown_detections(detections, index, min_score, max_boxes)
     picture = draw_detections(
         split.image(index),
         annotation.boxes,

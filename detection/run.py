@@ -120,6 +120,7 @@ def _write_report(
       class_names,
       section.num_visualized,
       section.visualize_min_score,
+      section.visualize_max_boxes,
   )
   curves = metrics.voc_curves(detections, ground_truths, len(class_names), section.eval_iou)
   figures.draw_or_warn(
@@ -140,6 +141,7 @@ class DetectionData:
 
   splits: dict[str, datasets.DetectionSplit]
   class_names: tuple[str, ...]
+  duplicates: list[tuple[str, str]] = dataclasses.field(default_factory=list)
 
 
 def load_data(config: ml_collections.ConfigDict, with_train: bool) -> DetectionData:
@@ -157,7 +159,16 @@ def load_data(config: ml_collections.ConfigDict, with_train: bool) -> DetectionD
         f"has {len(class_names)} classes plus background: set "
         f"--config.model.num_classes={len(class_names) + 1}."
     )
-  return DetectionData(splits, class_names)
+  duplicates = datasets.duplicate_images(splits)
+  if duplicates:
+    logging.warning(
+        "%d byte-identical image pairs in %s (a pair across train and test inflates the "
+        "test score): %s",
+        len(duplicates),
+        section.dataset,
+        "; ".join(f"{a} = {b}" for a, b in duplicates[:10]),
+    )
+  return DetectionData(splits, class_names, duplicates)
 
 
 def compute_proposals(
@@ -336,6 +347,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       "num_detections": int(len(detections.scores)),
       "ensemble": members,
       "use_ema": section.use_ema,
+      "duplicate_images": [list(pair) for pair in data.duplicates],
       "annotation_report": {name: split.report.to_dict() for name, split in splits.items()},
       "seconds": {k: round(v, 1) for k, v in timings.items()},
       "load_average_1min_at_end": load,

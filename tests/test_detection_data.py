@@ -169,6 +169,32 @@ def test_kangaroo_truncated_photo_is_skipped():
   assert split.image(len(split) - 1).ndim == 3
 
 
+def test_byte_identical_images_are_found_within_and_across_splits(tmp_path):
+  write_voc(tmp_path, {"a": [], "b": []}, split="trainval")  # write_voc's images are all alike
+  Image.fromarray(np.full((30, 40, 3), 7, np.uint8)).save(tmp_path / "JPEGImages" / "b.jpg")
+  (tmp_path / "ImageSets" / "Main" / "test.txt").write_text("a2\n")
+  (tmp_path / "JPEGImages" / "a2.jpg").write_bytes((tmp_path / "JPEGImages" / "a.jpg").read_bytes())
+  (tmp_path / "Annotations" / "a2.xml").write_text(
+      (tmp_path / "Annotations" / "a.xml").read_text().replace(">a<", ">a2<")
+  )
+  splits = {
+      "train": datasets.load_split(voc_config(tmp_path), "trainval"),
+      "test": datasets.load_split(voc_config(tmp_path), "test"),
+  }
+  assert datasets.duplicate_images(splits) == [("train/a", "test/a2")]
+
+
+@pytest.mark.skipif(not os.path.isdir(KANGAROO), reason="../shared/data/kangaroo is absent")
+def test_kangaroo_duplicate_pair_is_found():
+  config = voc_config(KANGAROO)
+  config.class_names = ("kangaroo",)
+  splits = {
+      name: datasets.load_split(config, split)
+      for name, split in (("train", "trainval"), ("test", "test"))
+  }
+  assert datasets.duplicate_images(splits) == [("train/00007", "train/00033")]
+
+
 def test_voc_missing_split_list(tmp_path):
   write_voc(tmp_path, {"a": []}, split="trainval")
   with pytest.raises(FileNotFoundError, match=r"splits found: \['trainval'\]"):

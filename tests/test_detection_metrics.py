@@ -200,3 +200,25 @@ def test_precision_recall_picture_has_every_class(tmp_path):
       "b: AP 0.0, 1 GT, no detections",
       "c: no ground truth",
   ]
+
+
+def test_pictures_show_only_the_most_confident_detections(tmp_path):
+  from detection import report
+
+  scores = np.array([0.9, 0.2, 0.5, 0.8, 0.95, 0.4, 0.7])
+  detections = metrics.Detections.create(
+      [0, 0, 0, 0, 1, 0, 0], np.zeros(7), scores, np.tile([[1.0, 1.0, 5.0, 5.0]], (7, 1))
+  )
+  np.testing.assert_array_equal(report.shown_detections(detections, 0, 0.3, 3), [0, 3, 6])
+  np.testing.assert_array_equal(report.shown_detections(detections, 0, 0.85, 3), [0])
+  picture = report.draw_detections(
+      np.zeros((30, 40, 3), np.uint8),
+      np.array([[2.0, 2, 20, 20]]),
+      np.array([0]),
+      detections.boxes[:2],
+      detections.labels[:2],
+      scores[:2],
+      ("thing",),
+  )
+  assert picture.size == (400, 300)  # scaled up to at least 384 px on the long side
+  assert np.asarray(picture).any()
