@@ -54,7 +54,10 @@ def default_detection_config() -> ml_collections.ConfigDict:
           min_size=8.0,
           max_proposals=2000,
           seed=0,
-          cache_dir="~/.cache/inception_rcnn/proposals",
+          # Where computed proposals are kept, keyed by image content and settings: '' is
+          # <workdir>/proposal_cache (delete it to recompute); a shared directory lets several
+          # workdirs on the same images reuse one another's.
+          cache_dir="",
       )
   )
 

@@ -42,25 +42,17 @@ def _proposals_for(
   """Every image's proposals on every process; each process computes its own images' share."""
   start, hits, misses = time.time(), cache.hits, cache.misses
   local_count = len(multihost.local_indices(len(split)))
-  done = 0
-  bar = progress.progress_bar(local_count, f"proposals {name}", unit="image")
+  tracker = progress.Progress(
+      f"proposals {name}", local_count, "image", detail=" (this process's share)"
+  )
 
   def compute(index):
-    nonlocal done
-    done += 1
-    bar.update(1)
-    if done % 200 == 0:
-      logging.info(
-          "proposals %s: %d/%d of this process's images (%.1fs)",
-          name,
-          done,
-          local_count,
-          time.time() - start,
-      )
-    return cache.get(split.image(index))
+    boxes = cache.get(split.image(index))
+    tracker.update(1)
+    return boxes
 
   boxes = multihost.compute_and_share(len(split), compute, columns=4)
-  bar.close()
+  tracker.close()
   hits, misses = multihost.sum_over_processes([cache.hits - hits, cache.misses - misses])
   cache_counts["hits"] += hits
   cache_counts["misses"] += misses
@@ -171,12 +163,21 @@ def load_data(config: ml_collections.ConfigDict, with_train: bool) -> DetectionD
   return DetectionData(splits, class_names, duplicates)
 
 
+def proposal_cache_dir(config: ml_collections.ConfigDict, workdir: str) -> str:
+  return config.detection.proposals.cache_dir or os.path.join(workdir, "proposal_cache")
+
+
 def compute_proposals(
-    config: ml_collections.ConfigDict, data: DetectionData, cache_counts: dict[str, int]
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    data: DetectionData,
+    cache_counts: dict[str, int],
 ) -> dict[str, list[np.ndarray]]:
-  """Phase 2: selective-search boxes for every image of every split (cached on disk)."""
+  """Phase 2: selective-search boxes for every image of every split, cached on disk
+  (`proposal_cache_dir`)."""
   settings = proposals_lib.ProposalSettings.from_config(config.detection.proposals)
-  cache = proposals_lib.ProposalCache(config.detection.proposals.cache_dir, settings)
+  cache = proposals_lib.ProposalCache(proposal_cache_dir(config, workdir), settings)
+  logging.info("Proposal cache: %s", cache.directory)
   return {
       name: _proposals_for(split, cache, name, cache_counts) for name, split in data.splits.items()
   }
@@ -300,7 +301,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   settings = proposals_lib.ProposalSettings.from_config(section.proposals)
   mark = time.time()
   cache_counts = {"hits": 0, "misses": 0}  # over all processes
-  proposals = compute_proposals(config, data, cache_counts)
+  proposals = compute_proposals(config, workdir, data, cache_counts)
   test_proposals = proposals["test"]
   timings["proposals"] = time.time() - mark
   if training:

@@ -28,7 +28,7 @@ from detection import metrics, warp
 from inception import create_model_from_config
 import input_pipeline
 from input_pipeline import decode, photometric, sharding
-from runtime import artifacts
+from runtime import artifacts, progress
 from runtime import mesh as mesh_lib
 
 
@@ -162,6 +162,7 @@ def score_proposals(
       num_batches,
   )
   gather = _to_every_process(mesh)
+  tracker = progress.Progress("scoring regions", num_batches, "batch", detail=f" of {host_batch}")
   for batch in input_pipeline.prefetch_to_mesh(dataset.as_numpy_iterator(), mesh):
     probabilities = sum(
         np.asarray(predict(variables, batch["image"])) for predict, variables in members
@@ -171,6 +172,8 @@ def score_proposals(
     )
     for row in np.flatnonzero(where["mask"]):
       scores[where["image_index"][row]][where["proposal_index"][row]] = probabilities[row]
+    tracker.update(1)
+  tracker.close()
   return scores
 
 

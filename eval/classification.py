@@ -165,12 +165,14 @@ def evaluate(
       num_batches,
   )
 
-  progress = _Progress(num_images, num_batches, len(views), log_every_seconds)
+  tracker = progress.Progress(
+      "evaluating", num_images, "image", log_every_seconds, f" ({len(views)} views each)"
+  )
 
   def consume(index, pending):
     ranked, labels, mask = _to_host(pending)
     tally.add(ranked, labels, mask)
-    progress.update(index, int(np.sum(mask)))
+    tracker.update(int(np.sum(mask)))
 
   in_flight = collections.deque()
   batches = input_pipeline.prefetch_to_mesh(dataset.as_numpy_iterator(), mesh)
@@ -190,7 +192,7 @@ def evaluate(
       consume(*in_flight.popleft())
   while in_flight:
     consume(*in_flight.popleft())
-  progress.bar.close()
+  tracker.close()
   if tally.count != num_images:
     raise RuntimeError(f"counted {tally.count} images of {split!r}, expected {num_images}")
 
@@ -217,47 +219,6 @@ def evaluate(
       "batch_size": batch_size,
       "views_per_step": scoring.steps_and_chunk(len(views), views_per_step)[1],
       "devices": devices,
-      "images_per_second": progress.images_per_second(),
+      "images_per_second": tracker.rate(),
       "wall_seconds": round(time.time() - start, 2),
   }
-
-
-class _Progress:
-  """Images/s and ETA in the log; the rate leaves out the first batch, which compiles."""
-
-  def __init__(self, num_images: int, num_batches: int, num_views: int, every_seconds: float):
-    self.num_images, self.num_batches, self.num_views = num_images, num_batches, num_views
-    self.every_seconds = every_seconds
-    self.start = self.last_log = time.time()
-    self.count = 0
-    self.first_batch_done: float | None = None
-    self.count_after_first = 0
-    self.bar = progress.progress_bar(num_images, "evaluating", unit="image")
-
-  def images_per_second(self) -> float:
-    now = time.time()
-    if self.count_after_first and now > self.first_batch_done:
-      return self.count_after_first / (now - self.first_batch_done)
-    return self.count / max(now - self.start, 1e-9)
-
-  def update(self, index: int, images: int) -> None:
-    self.count += images
-    self.bar.update(images)
-    if self.first_batch_done is None:
-      self.first_batch_done = time.time()
-    else:
-      self.count_after_first += images
-    if time.time() - self.last_log >= self.every_seconds or index == self.num_batches:
-      self.last_log = time.time()
-      rate = self.images_per_second()
-      eta = (self.num_images - self.count) / rate if rate else 0.0
-      logging.info(
-          "batch %d/%d: %d/%d images, %.1f images/s (%d views each), ETA %s",
-          index,
-          self.num_batches,
-          self.count,
-          self.num_images,
-          rate,
-          self.num_views,
-          progress.format_eta(eta),
-      )

@@ -1,5 +1,6 @@
 """Selective search: boxes inside the image, filtered, deterministic order, disk cache."""
 
+import ml_collections
 import numpy as np
 import pytest
 
@@ -82,3 +83,12 @@ def test_cache_hit_on_second_call(images, tmp_path, monkeypatch):
   )
   assert len(calls) == 3
   assert cache.path(images[0]) != cache.path(images[1])
+
+
+def test_proposal_cache_lives_in_the_workdir_unless_named(tmp_path):
+  from detection import run
+
+  config = ml_collections.ConfigDict({"detection": detection_config.default_detection_config()})
+  assert run.proposal_cache_dir(config, str(tmp_path)) == str(tmp_path / "proposal_cache")
+  config.detection.proposals.cache_dir = str(tmp_path / "shared")
+  assert run.proposal_cache_dir(config, str(tmp_path / "w")) == str(tmp_path / "shared")

@@ -193,3 +193,22 @@ def test_progress_bars_only_where_someone_watches(monkeypatch, capsys):
   bar.update(3)
   bar.close()
   assert re.search(r"shown: 100%.*3/3", capsys.readouterr().err)
+
+
+def test_progress_log_leaves_the_compiling_first_update_out_of_the_rate(monkeypatch, caplog):
+  from absl import logging as absl_logging
+
+  from runtime import progress
+
+  now = [0.0]
+  monkeypatch.setattr(progress.time, "time", lambda: now[0])
+  monkeypatch.setenv("GOOGLENET_PROGRESS_BARS", "0")
+  absl_logging.set_verbosity(absl_logging.INFO)
+  tracker = progress.Progress("scoring regions", 3, "batch", every_seconds=5.0)
+  with caplog.at_level("INFO"):
+    now[0] = 50.0
+    tracker.update()  # the first batch, compilation included
+    now[0] = 60.0
+    tracker.update()  # one batch in 10 s after it
+  # 1 batch per 10 s, not 2 per 60 s; one batch left: 10 s.
+  assert "scoring regions: 2/3 batches, 0.1 batches/s, ETA 0:00:10" in caplog.text
