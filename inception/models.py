@@ -31,6 +31,8 @@ MODELS: Registry[Builder] = Registry(
     {
         # GoogLeNet of any named variant: 'paper', 'bn', 'torchvision' (inception/variants.py).
         "googlenet": "inception.variants:create_model",
+        # MultiBox box proposals on a GoogLeNet trunk (detection/multibox_model.py).
+        "multibox": "detection.multibox_model:create_multibox",
     },
 )
 

@@ -92,3 +92,62 @@ def test_decode_inverts_the_targets_and_keeps_the_most_confident():
       sorted(boxes.tolist()), sorted(multibox.denormalise(truth, 200, 100).tolist()), atol=1e-4
   )
   assert scores.min() > 0.99 and len(boxes) == 2
+
+
+def test_multibox_network_full_size_shapes_and_parameters():
+  import jax
+
+  from inception import create_model, create_model_from_config
+
+  model = create_model_from_config({"name": "multibox", "variant": "bn", "num_priors": 200})
+  images = jax.ShapeDtypeStruct((2, 224, 224, 3), jnp.float32)
+  variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x), images)
+  output = jax.eval_shape(lambda v, x: model.apply(v, x), variables, images)
+  assert output.offsets.shape == (2, 200, 4) and output.logits.shape == (2, 200)
+  count = lambda tree: sum(leaf.size for leaf in jax.tree.leaves(tree))
+  trunk = jax.eval_shape(
+      lambda x: create_model("bn", num_classes=1, aux_heads=False).init(jax.random.key(0), x),
+      images,
+  )
+  head = (1024 * 800 + 800) + (1024 * 200 + 200)  # box offsets, confidences
+  assert count(variables["params"]) == count(trunk["params"]) + head
+
+
+def test_multibox_network_trains_towards_its_targets():
+  import flax.linen as nn
+  import jax
+  import optax
+
+  from detection import multibox_model
+  from inception import GoogLeNetOutput
+
+  class TinyTrunk(nn.Module):  # the GoogLeNet trunk is tested elsewhere; this is the head
+    dtype: jnp.dtype = jnp.float32
+    param_dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, images, *, train=False):
+      features = nn.relu(nn.Dense(16)(images.reshape(images.shape[0], -1)))
+      return GoogLeNetOutput(logits=features, aux_logits=(), features=features)
+
+  model = multibox_model.MultiBox(trunk=TinyTrunk(), num_priors=4)
+  images = jax.random.uniform(jax.random.key(0), (2, 8, 8, 3))
+  variables = model.init(jax.random.key(1), images)
+  truth = [np.array([[0.1, 0.2, 0.6, 0.7]]), np.array([[0.5, 0.5, 0.9, 1.0]])]
+  targets = [multibox.targets(PRIORS, t) for t in truth]
+  matched = jnp.stack([t.matched for t in targets])
+  offsets = jnp.stack([t.offsets for t in targets])
+
+  def loss(params):
+    output = model.apply({"params": params}, images, train=True)
+    return multibox.loss(output.offsets, output.logits, matched, offsets, 1.0)[0]
+
+  tx = optax.adam(1e-2)
+  params, state = variables["params"], tx.init(variables["params"])
+  step = jax.jit(jax.value_and_grad(loss))
+  first, grads = step(params)
+  for _ in range(30):
+    value, grads = step(params)
+    updates, state = tx.update(grads, state, params)
+    params = optax.apply_updates(params, updates)
+  assert np.isfinite(float(first)) and float(value) < 0.5 * float(first)
