@@ -84,3 +84,21 @@ def test_short_run_detects_and_evaluates(tmp_path):
   assert again["num_detections"] == summary["num_detections"]
   assert summary["proposal_cache"] == {"hits": 0, "misses": 7}
   assert again["proposal_cache"] == {"hits": 3, "misses": 0}
+
+
+def test_a_stopped_classifier_stops_the_run_before_detection(tmp_path, monkeypatch):
+  import train
+
+  trained = []
+
+  def stopped_by_a_signal(config, workdir):
+    trained.append(workdir)
+    return {"stopped_by": "SIGTERM", "step": 2}
+
+  monkeypatch.setattr(train, "train_and_evaluate", stopped_by_a_signal)
+  workdir = tmp_path / "work"
+  summary = run.run(tiny_config(tmp_path / "cache"), str(workdir))
+  assert summary == {"stopped_by": "SIGTERM", "classifier": str(workdir / "classifier_0")}
+  assert trained == [str(workdir / "classifier_0")]
+  # Nothing was scored with the interrupted classifier: no report, no metrics.
+  assert not (workdir / "detection").exists()
