@@ -55,8 +55,18 @@ def reexec_with_allocator_settings() -> None:
   os.execv(sys.executable, sys.orig_argv)
 
 
+# TensorFlow's C++ log level for the binaries unless the user sets one: 2 keeps errors and
+# drops warnings and notices. TensorFlow only runs the host-side input pipeline here, and its
+# C++ warnings are noise there: tf.data's graph optimiser logs about 1 KB per region-warping
+# function ("Error in PredictCost() for the op CropAndResize"), plus oneDNN and CUDA banners.
+# TF_CPP_MIN_LOG_LEVEL=0 shows them again.
+TF_LOG_LEVEL = "2"
+
+
 def reexec_if_program(module_name: str) -> None:
-  """`reexec_with_allocator_settings()` when `module_name` (a binary's `__name__`) is
-  "__main__"; nothing when the binary is imported as a module."""
+  """When `module_name` (a binary's `__name__`) is "__main__": TensorFlow's C++ log level
+  (TF_LOG_LEVEL, unless set) and `reexec_with_allocator_settings()`. Nothing when the binary
+  is imported as a module."""
   if module_name == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", TF_LOG_LEVEL)
     reexec_with_allocator_settings()

@@ -62,3 +62,15 @@ def test_opt_out_keeps_the_process(tmp_path):
       [sys.executable, str(script)], env=env, check=True, capture_output=True, text=True
   ).stdout.split()
   assert out == ["start", "end"]
+
+
+def test_binaries_quiet_tensorflow_warnings_unless_the_user_chose(monkeypatch):
+  monkeypatch.setenv(launch.OPT_OUT, "1")  # no re-exec in this test process
+  monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+  launch.reexec_if_program("some.module")  # imported, not run: nothing changes
+  assert "TF_CPP_MIN_LOG_LEVEL" not in os.environ
+  launch.reexec_if_program("__main__")
+  assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == launch.TF_LOG_LEVEL
+  monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")
+  launch.reexec_if_program("__main__")
+  assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0"
