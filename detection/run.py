@@ -276,6 +276,7 @@ def detect_by_size(
       nms_iou=section.nms_iou,
       score_threshold=section.score_threshold,
       max_detections=section.max_detections_per_image,
+      name="size-prior baseline detections",
   )
 
 

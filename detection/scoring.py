@@ -226,7 +226,9 @@ def detect(
     nms_iou: float,
     score_threshold: float,
     max_detections: int,
+    name: str = "detections",
 ) -> metrics.Detections:
+  """Per-class NMS and limits on every image; `name` labels the log line."""
   parts = [
       detect_image(
           np.asarray(b, np.float32).reshape(-1, 4),
@@ -239,7 +241,7 @@ def detect(
   ]
   if not parts:
     return metrics.Detections.empty()
-  logging.info("%d detections on %d images.", sum(len(p[0]) for p in parts), len(parts))
+  logging.info("%d %s on %d images.", sum(len(p[0]) for p in parts), name, len(parts))
   return metrics.Detections.create(
       np.concatenate([np.full(len(p[0]), i) for i, p in enumerate(parts)]),
       np.concatenate([p[0] for p in parts]),
