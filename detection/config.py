@@ -58,8 +58,19 @@ def default_detection_config() -> ml_collections.ConfigDict:
           # <workdir>/proposal_cache (delete it to recompute); a shared directory lets several
           # workdirs on the same images reuse one another's.
           cache_dir="",
+          # Which boxes R-CNN classifies (paper section 8): 'selective_search', 'multibox' (the
+          # top multibox.top_n of a MultiBox network trained here first), or 'union' (both;
+          # the paper's choice, with superpixel_scale 2 halving selective search's boxes).
+          method="selective_search",
+          # Union: a MultiBox box at IoU above this with a box already in the set is dropped.
+          union_dedup_iou=0.9,
       )
   )
+  config.multibox = default_multibox_config()
+  # Also measure recall and AP with each of: selective search at superpixel scale 1 and at
+  # proposals.superpixel_scale, MultiBox alone and the union (needs method multibox or union,
+  # whose network it reuses); the region classifier trained on `method`'s proposals scores all.
+  config.compare_proposal_sets = False
 
   # Region sampling for fine-tuning (regions.py) and warping (warp.py).
   config.regions = ml_collections.ConfigDict(
@@ -99,6 +110,61 @@ def default_detection_config() -> ml_collections.ConfigDict:
   return config
 
 
+METHODS = ("selective_search", "multibox", "union")
+MATCHINGS = ("bipartite", "best")
+
+
+def default_multibox_config() -> ml_collections.ConfigDict:
+  """The `detection.multibox` section: the MultiBox network, its training and its proposals
+  (detection/multibox_proposals.py). Its trunk is config.model's variant and width."""
+  return ml_collections.ConfigDict(
+      dict(
+          num_priors=200,  # K
+          # What the box layers read: 'inception_5b' (the last map, flattened) or 'pool5'
+          # (its average; no positions): detection/multibox_model.py.
+          trunk_layer="inception_5b",
+          # 'bipartite' (Erhan et al., CVPR 2014: one prior per box, Hungarian) or 'best'
+          # (arXiv:1412.1441: the best prior plus every prior at IoU >= match_iou); see
+          # detection/multibox.py for why bipartite is the default.
+          matching="bipartite",
+          match_iou=0.5,
+          image_size=224,  # the whole image, resized to this square
+          location_weight=10.0,  # alpha of F = alpha F_loc + F_conf
+          top_n=200,  # proposals kept per image: the paper adds 200
+          nms_iou=0.7,  # NMS among MultiBox's boxes before the top N
+          # Its training; the rest of the recipe (optimizer, EMA, ...) is the config's own.
+          num_epochs=40.0,
+          batch_size=16,
+          # High because the box layers read features scaled to unit size (multibox_model.py);
+          # on the synthetic shapes 0.005 learned nothing in 20 epochs, 0.2 raised recall.
+          base_learning_rate=0.2,
+          seed=0,  # k-means++ seeding of the priors
+      )
+  )
+
+
+def _check_multibox(section: ml_collections.ConfigDict) -> None:
+  if section.proposals.method not in METHODS:
+    raise ValueError(
+        f"config.detection.proposals.method={section.proposals.method!r}: choose one of {METHODS}"
+    )
+  settings = section.multibox
+  if settings.matching not in MATCHINGS:
+    raise ValueError(
+        f"config.detection.multibox.matching={settings.matching!r}: one of {MATCHINGS}"
+    )
+  for name in ("num_priors", "image_size", "top_n", "batch_size"):
+    if settings[name] < 1:
+      raise ValueError(f"config.detection.multibox.{name}={settings[name]} must be at least 1.")
+  if not 0.0 <= section.proposals.union_dedup_iou <= 1.0:
+    raise ValueError("config.detection.proposals.union_dedup_iou must be in [0, 1].")
+  if section.compare_proposal_sets and section.proposals.method == "selective_search":
+    raise ValueError(
+        "config.detection.compare_proposal_sets=True compares with MultiBox, which is trained "
+        "only with --config.detection.proposals.method=union (or multibox)."
+    )
+
+
 def _check_keys(
     config: ml_collections.ConfigDict, reference: ml_collections.ConfigDict, prefix: str
 ) -> None:
@@ -123,6 +189,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
         f"expected one of {datasets.ON_BAD_ANNOTATION}"
     )
   proposals.ProposalSettings.from_config(section.proposals)  # raises on bad values
+  _check_multibox(section)
   regions = section.regions
   from detection import warp
 

@@ -35,8 +35,7 @@ import numpy as np
 from scipy import optimize
 
 from detection import boxes as box_ops
-
-MATCHINGS = ("bipartite", "best")
+from detection.config import MATCHINGS
 
 
 def normalise(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -127,14 +126,13 @@ def targets(
   return Targets(matched.astype(np.float32), offsets)
 
 
-def loss(
+def loss_terms(
     predicted_offsets: jax.Array,
     confidence_logits: jax.Array,
     matched: jax.Array,
     target_offsets: jax.Array,
-    location_weight: float,
-) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """Mean over the batch of alpha * F_loc + F_conf; shapes [B, K, 4], [B, K], [B, K], [B, K, 4].
+) -> tuple[jax.Array, jax.Array]:
+  """Per image: F_loc and F_conf, each [B]; shapes [B, K, 4], [B, K], [B, K], [B, K, 4].
 
   The prediction is prior + predicted offset and the target prior + target offset, so the
   location term is the squared difference of the offsets.
@@ -144,6 +142,18 @@ def loss(
   logits = confidence_logits.astype(jnp.float32)
   # -[x log sigmoid(z) + (1 - x) log(1 - sigmoid(z))], computed stably.
   confidence = jnp.sum(jax.nn.softplus(logits) - matched * logits, axis=-1)
+  return location, confidence
+
+
+def loss(
+    predicted_offsets: jax.Array,
+    confidence_logits: jax.Array,
+    matched: jax.Array,
+    target_offsets: jax.Array,
+    location_weight: float,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """Mean over the batch of alpha * F_loc + F_conf (see `loss_terms`)."""
+  location, confidence = loss_terms(predicted_offsets, confidence_logits, matched, target_offsets)
   total = location_weight * location + confidence
   return jnp.mean(total), {
       "location_loss": jnp.mean(location),

@@ -1,12 +1,18 @@
 """The whole R-CNN run: data -> proposals -> region records -> classifiers -> detections -> AP.
 
 Workdir layout:
+    proposal_cache/       selective search per image and settings; MultiBox's boxes per split
+                          and model (multibox_<key>/); delete to recompute
+    multibox/records/     MultiBox examples and priors (the 'multibox:' source), with
+    multibox/model/       MultiBox's training workdir, when proposals.method is multibox/union
     regions/              train.tfrecord, test.tfrecord, manifest.json (the 'regions:' source)
     classifier_<m>/       training workdir of ensemble member m (checkpoints, summary.json, ...)
     detection/            report.md, metrics.json, detections.json, images/*.png,
-                          precision_recall.png (per-class curves, precision_recall_figure.py)
+                          precision_recall.png (per-class curves, precision_recall_figure.py),
+                          proposal_recall.png (with compare_proposal_sets, proposal_sets.py)
 The phases are functions of their own, for a notebook or a script that wants one of them:
-`load_data`, `compute_proposals`, `write_region_records`, `train_classifiers` (the training
+`load_data`, `compute_proposals` (selective search), `proposal_sets.build` (the configured
+method, training MultiBox first when it needs it), `write_region_records`, `train_classifiers` (the training
 system on the 'regions:<workdir>/regions' source, which main.py can also train from),
 `detect` (ensemble scoring and NMS); `run` chains them and writes the report.
 Every stage is resumable: proposals come from the on-disk cache, a finished classifier resumes
@@ -29,7 +35,7 @@ import ml_collections
 import numpy as np
 
 from detection import config as config_lib
-from detection import datasets, metrics, multihost, regions, report, scoring
+from detection import datasets, metrics, multihost, proposal_sets, regions, report, scoring
 from detection import precision_recall_figure as pr_figure
 from detection import proposals as proposals_lib
 from runtime import figures, progress
@@ -92,10 +98,13 @@ def _write_report(
     test_split,
     class_names,
     section,
+    extra_markdown: str = "",
 ) -> None:
   os.makedirs(out, exist_ok=True)
   with open(os.path.join(out, "report.md"), "w") as f:
     f.write(report.markdown_table(result, title=title, notes=notes))
+    if extra_markdown:
+      f.write("\n" + extra_markdown)
   with open(os.path.join(out, "metrics.json"), "w") as f:
     json.dump(summary, f, indent=2)
   report.write_detections_json(
@@ -280,6 +289,86 @@ def detect_by_size(
   )
 
 
+def _describe_method(section, settings: proposals_lib.ProposalSettings) -> str:
+  selective = (
+      f"selective search fast, superpixel scale x{settings.superpixel_scale:g} (k={settings.k})"
+  )
+  multibox = f"MultiBox top {section.multibox.top_n} ({section.multibox.num_priors} priors)"
+  return {
+      "selective_search": selective,
+      "multibox": multibox,
+      "union": f"{selective} + {multibox}, near-duplicates (IoU > "
+      f"{section.proposals.union_dedup_iou}) removed",
+  }[section.proposals.method]
+
+
+_EXTRA_LABELS = {
+    "multibox_own_confidence": "MultiBox boxes by their own confidence (no classifier)"
+}
+
+
+def _labelled(extra: dict) -> dict:
+  return {_EXTRA_LABELS[name]: result for name, result in extra.items()}
+
+
+def _compare_proposal_sets(config, data, built, members, cache_dir, out):
+  """Recall and AP of the whole pipeline on the test split for each proposal set, the same
+  region classifier(s) scoring all; with one class, MultiBox's own confidences too."""
+  section = config.detection
+  test_split = data.splits["test"]
+  ground_truths = test_split.ground_truths()
+  scale = section.proposals.superpixel_scale
+  sets = {}
+  if scale != 1.0:
+    sets["selective search x1"] = proposal_sets.selective_search_at_scale(
+        test_split, cache_dir, section, 1.0
+    )
+  sets[f"selective search x{scale:g}"] = built.selective["test"]
+  sets[f"MultiBox top {section.multibox.top_n}"] = built.multibox["test"].boxes
+  sets[f"union x{scale:g} + MultiBox"] = proposal_sets.combine(
+      "union", built.selective["test"], built.multibox["test"], section.proposals.union_dedup_iou
+  )
+  measures = []
+  for name, boxes in sets.items():
+    detections = detect(config, test_split, boxes, members)
+    measures.append(
+        proposal_sets.measure(name, boxes, ground_truths, detections, data.class_names, section)
+    )
+    logging.info(
+        "proposal set %s: %.1f per image, recall %.4f, mAP VOC07 %.4f",
+        name,
+        measures[-1].proposals_per_image,
+        measures[-1].recall,
+        measures[-1].result.map_voc07,
+    )
+  extra = {}
+  if len(data.class_names) == 1:
+    own = built.multibox["test"]
+    detections = scoring.detect(
+        own.boxes,
+        [np.stack([1.0 - s, s], axis=1) for s in own.scores],
+        nms_iou=section.nms_iou,
+        score_threshold=section.score_threshold,
+        max_detections=section.max_detections_per_image,
+        name="MultiBox-confidence detections",
+    )
+    extra["multibox_own_confidence"] = metrics.evaluate_detections(
+        detections, ground_truths, data.class_names, section.eval_iou, section.coco_max_dets
+    )
+  if multihost.is_leader():
+    os.makedirs(out, exist_ok=True)
+    figures.draw_or_warn(
+        "the proposal recall curves",
+        lambda: proposal_sets.plot_recall(
+            sets,
+            ground_truths,
+            os.path.join(out, proposal_sets.RECALL_FILE_NAME),
+            f"Proposal recall on {section.dataset} {section.test_split} ({len(test_split)} images)",
+        ),
+    )
+  return measures, extra
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """All phases: trains the region classifier(s) unless done, then detects and evaluates the
   test split (phase 6: AP, report).
@@ -295,16 +384,30 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   os.makedirs(workdir, exist_ok=True)
 
   training = bool(section.train and section.num_models)
-  data = load_data(config, with_train=training)
+  method = section.proposals.method
+  trains_multibox = section.train and method != "selective_search"
+  data = load_data(config, with_train=training or trains_multibox)
   splits, class_names, test_split = data.splits, data.class_names, data.splits["test"]
   timings["load_data"] = time.time() - start
 
   settings = proposals_lib.ProposalSettings.from_config(section.proposals)
   mark = time.time()
   cache_counts = {"hits": 0, "misses": 0}  # over all processes
-  proposals = compute_proposals(config, workdir, data, cache_counts)
+  cache_dir = proposal_cache_dir(config, workdir)
+  built = proposal_sets.build(
+      config,
+      workdir,
+      data,
+      lambda: compute_proposals(config, workdir, data, cache_counts),
+      cache_dir,
+  )
+  if isinstance(built, dict):  # MultiBox's training was stopped by a signal
+    return built
+  proposals = built.chosen
   test_proposals = proposals["test"]
-  timings["proposals"] = time.time() - mark
+  timings["proposals" if method == "selective_search" else "proposals_with_multibox"] = (
+      time.time() - mark
+  )
   if training:
     mark = time.time()
     write_region_records(config, workdir, data, proposals)
@@ -331,6 +434,13 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       section.eval_iou,
       section.coco_max_dets,
   )
+  compared, compared_extra = [], {}
+  if section.compare_proposal_sets:
+    mark = time.time()
+    compared, compared_extra = _compare_proposal_sets(
+        config, data, built, members, cache_dir, os.path.join(workdir, "detection")
+    )
+    timings["compare_proposal_sets"] = time.time() - mark
   recall, num_gt = metrics.proposal_recall(test_proposals, ground_truths)
   mean_proposals = float(np.mean([len(p) for p in test_proposals])) if test_proposals else 0.0
   timings["total"] = time.time() - start
@@ -345,6 +455,20 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       "proposal_gt_boxes": num_gt,
       "proposals_per_image": mean_proposals,
       "proposal_cache": cache_counts,
+      "proposal_method": method,
+      "proposal_sets": [
+          {
+              "name": m.name,
+              "proposals_per_image": m.proposals_per_image,
+              "recall_iou50": m.recall,
+              **{k: v for k, v in m.result.to_dict().items() if k != "per_class"},
+          }
+          for m in compared
+      ],
+      **{
+          f"{name}": {k: v for k, v in r.to_dict().items() if k != "per_class"}
+          for name, r in compared_extra.items()
+      },
       "num_test_images": len(test_split),
       "num_detections": int(len(detections.scores)),
       "ensemble": members,
@@ -362,9 +486,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       f"VOC07 {100 * baseline.map_voc07:.1f}, VOC10+ {100 * baseline.map_voc10:.1f}, COCO AP50 "
       f"{100 * baseline.map_coco_ap50:.1f}; the region classifier "
       + ("beats it." if beats else "does NOT beat it: treat these detections as unlearned."),
-      f"Proposals: selective search fast, superpixel scale x{settings.superpixel_scale} "
-      f"(k={settings.k}), {mean_proposals:.1f} per image; recall (IoU >= 0.5) "
-      f"{100 * recall:.1f}% of {num_gt} ground-truth boxes.",
+      f"Proposals: {_describe_method(section, settings)}, {mean_proposals:.1f} per image; "
+      f"recall (IoU >= 0.5) {100 * recall:.1f}% of {num_gt} ground-truth boxes.",
       f"Ensemble of {len(members)} region classifier(s), softmax averaged; per-class NMS at "
       f"IoU {section.nms_iou}; at most {section.max_detections_per_image} detections per image.",
       "Wall time: "
@@ -385,6 +508,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         test_split,
         class_names,
         section,
+        proposal_sets.markdown(compared, _labelled(compared_extra)) if compared else "",
     )
     logging.info(
         "mAP@0.5: VOC07 %.4f, VOC10+ %.4f, COCO AP50 %.4f; proposal recall %.4f; %.0fs. "

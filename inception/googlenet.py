@@ -8,7 +8,9 @@ Layer names follow the BVLC Caffe `bvlc_googlenet` prototxt (`conv1`, `conv2_red
   * `aux_logits`: the two auxiliary heads' logits (on 4a, then 4d) when training with
     `aux_heads=True`, else `()`;
   * `features`: the pooled 1024-d (times width) float32 features before dropout and the
-    classifier, for feature extraction and linear probes.
+    classifier, for feature extraction and linear probes;
+  * `feature_map`: the map those features average (inception_5b's output), for heads that
+    need positions (detection/multibox_model.py).
 Under `jax.jit` an output nobody reads costs nothing. The auxiliary heads' parameters are
 always created at init (when enabled), so checkpoints are complete whichever mode the model
 was initialised in.
@@ -84,6 +86,9 @@ class GoogLeNetOutput:
   logits: jax.Array
   aux_logits: tuple[jax.Array, ...]
   features: jax.Array
+  # inception_5b's output before pooling, [batch, H/32, W/32, 1024 x width] in the compute
+  # dtype: where the objects are, for heads that need it (MultiBox).
+  feature_map: jax.Array | None = None
 
 
 class AuxHead(nn.Module):
@@ -221,6 +226,7 @@ class GoogLeNet(nn.Module):
     x = max_pool(self.pool4_window, 2, name="pool4")(x)
     x = inception("5a", x)
     x = inception("5b", x)
+    feature_map = x
 
     # Caffe's pool5 is 7x7/1 on a 7x7 map: a global average, which also serves other sizes.
     features = jnp.mean(x.astype(jnp.float32), axis=(-3, -2))
@@ -237,5 +243,8 @@ class GoogLeNet(nn.Module):
     logits = logits.astype(jnp.float32)
 
     return GoogLeNetOutput(
-        logits=logits, aux_logits=tuple(aux_logits) if train else (), features=features
+        logits=logits,
+        aux_logits=tuple(aux_logits) if train else (),
+        features=features,
+        feature_map=feature_map,
     )

@@ -109,9 +109,10 @@ def create_train_dataset(
 
   def augment(position, example):
     example_seed = tf.random.experimental.stateless_fold_in(augment_seed, position)
+    # Other fields a source carries (MultiBox's box targets) pass through unchanged.
     return {
+        **example,
         "image": preprocess.preprocess_for_train(example["image"], example_seed, data_config),
-        "label": example["label"],
     }
 
   batches = stream.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
@@ -169,10 +170,8 @@ def create_eval_dataset(
       },
       num_parallel_calls=tf.data.AUTOTUNE,
   )
-  padding = {
-      "image": tf.zeros(examples.element_spec["image"].shape, tf.float32),
-      "label": tf.constant(0, tf.int32),
-  }
+  # Zeros of every field (image, label and whatever else the source carries).
+  padding = {name: tf.zeros(spec.shape, spec.dtype) for name, spec in examples.element_spec.items()}
   examples = sharding.pad_with_mask(examples, padding, num_batches * host_batch)
   return examples.batch(host_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 

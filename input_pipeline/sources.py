@@ -4,6 +4,7 @@
     'tfds:<name>'     a TFDS image-classification dataset (tfds_source.py)
     'folder:<root>'   an image folder root/<class>/<image> (folder.py)
     'regions:<dir>'   R-CNN region records (detection/regions.py)
+    'multibox:<dir>'  whole images with MultiBox box targets (detection/multibox_records.py)
 
 Every kind, built in or not, is an entry of one registry: kind -> factory(argument,
 data_config) -> Source, or a "module:function" string naming that factory, imported the
@@ -43,6 +44,7 @@ SOURCES: Registry[Factory] = Registry(
         "tfds": "input_pipeline.tfds_source:from_config",
         "folder": "input_pipeline.folder:from_config",
         "regions": "detection.regions:from_config",
+        "multibox": "detection.multibox_records:from_config",
     },
 )
 # What the argument after 'kind:' is, for error messages; None: the kind takes none.
@@ -51,6 +53,7 @@ _ARGUMENTS = {
     "tfds": "<dataset name>",
     "folder": "<root directory>",
     "regions": "<region record directory>",
+    "multibox": "<MultiBox record directory>",
 }
 
 

@@ -99,18 +99,38 @@ def test_multibox_network_full_size_shapes_and_parameters():
 
   from inception import create_model, create_model_from_config
 
-  model = create_model_from_config({"name": "multibox", "variant": "bn", "num_priors": 200})
   images = jax.ShapeDtypeStruct((2, 224, 224, 3), jnp.float32)
-  variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x), images)
-  output = jax.eval_shape(lambda v, x: model.apply(v, x), variables, images)
-  assert output.offsets.shape == (2, 200, 4) and output.logits.shape == (2, 200)
   count = lambda tree: sum(leaf.size for leaf in jax.tree.leaves(tree))
   trunk = jax.eval_shape(
       lambda x: create_model("bn", num_classes=1, aux_heads=False).init(jax.random.key(0), x),
       images,
   )
-  head = (1024 * 800 + 800) + (1024 * 200 + 200)  # box offsets, confidences
-  assert count(variables["params"]) == count(trunk["params"]) + head
+  # The box layers read inception_5b's 7 x 7 x 1024 map, or pool5's 1024 averages.
+  for layer, inputs in (("inception_5b", 7 * 7 * 1024), ("pool5", 1024)):
+    model = create_model_from_config(
+        {"name": "multibox", "variant": "bn", "num_priors": 200, "trunk_layer": layer}
+    )
+    variables = jax.eval_shape(lambda x, m=model: m.init(jax.random.key(0), x), images)
+    output = jax.eval_shape(lambda v, x, m=model: m.apply(v, x), variables, images)
+    assert output.offsets.shape == (2, 200, 4) and output.logits.shape == (2, 200)
+    head = (inputs * 800 + 800) + (inputs * 200 + 200)  # box offsets, confidences
+    assert count(variables["params"]) == count(trunk["params"]) + head
+  with pytest.raises(ValueError, match="trunk_layer"):
+    create_model_from_config({"name": "multibox", "trunk_layer": "inception_4e"})
+
+
+def test_untrained_multibox_starts_from_its_priors_at_confidence_one_over_k():
+  import jax
+
+  from inception import create_model_from_config
+
+  model = create_model_from_config(
+      {"name": "multibox", "variant": "bn", "num_priors": 8, "width": 0.125}
+  )
+  images = jax.random.uniform(jax.random.key(0), (2, 64, 64, 3))
+  output = model.apply(model.init(jax.random.key(1), images), images)
+  np.testing.assert_array_equal(output.offsets, 0.0)
+  np.testing.assert_allclose(jax.nn.sigmoid(output.logits), 1 / 8, rtol=1e-5)
 
 
 def test_multibox_network_trains_towards_its_targets():
@@ -130,7 +150,7 @@ def test_multibox_network_trains_towards_its_targets():
       features = nn.relu(nn.Dense(16)(images.reshape(images.shape[0], -1)))
       return GoogLeNetOutput(logits=features, aux_logits=(), features=features)
 
-  model = multibox_model.MultiBox(trunk=TinyTrunk(), num_priors=4)
+  model = multibox_model.MultiBox(trunk=TinyTrunk(), num_priors=4, trunk_layer="pool5")
   images = jax.random.uniform(jax.random.key(0), (2, 8, 8, 3))
   variables = model.init(jax.random.key(1), images)
   truth = [np.array([[0.1, 0.2, 0.6, 0.7]]), np.array([[0.5, 0.5, 0.9, 1.0]])]

@@ -17,9 +17,10 @@ from inception import GoogLeNetOutput
 from tests.local_cluster import REPO_ROOT
 from train import schedule
 from train.config import check_config
+from train.losses import total_loss
 from train.optim import create_optimizer
 from train.state import create_train_state, ema_decay_at, polyak_update
-from train.step import make_train_step, total_loss
+from train.step import make_train_step
 
 
 def test_paper_schedule_is_staircase_by_epoch():

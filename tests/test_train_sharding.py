@@ -8,9 +8,10 @@ import numpy as np
 from configs import digits
 from inception import create_model_from_config
 from train import schedule
+from train.losses import topk_correct
 from train.optim import create_optimizer
 from train.state import create_train_state
-from train.step import make_eval_step, make_train_step, topk_correct
+from train.step import make_eval_step, make_train_step
 
 
 def run_step(devices, config, batch):

@@ -48,6 +48,15 @@ def default_config() -> ml_collections.ConfigDict:
   config.bias_lr_multiplier = 2.0
   config.aux_loss_weight = 0.3  # section 5: the aux losses are "weighted by 0.3"
   config.label_smoothing = 0.0
+  # What the model learns (train/tasks.py): 'classification' (labels), or 'multibox' (boxes
+  # from the 'multibox:<dir>' source, with model.name='multibox' and evaluators
+  # ('multibox_recall',)).
+  config.task = "classification"
+  # MultiBox only: alpha in F = alpha * F_loc + F_conf (Erhan et al., CVPR 2014, eq. 3). The
+  # location term sums squared offsets in [0, 1] image units over the few matched priors while
+  # the confidence term sums over all K priors, so alpha is large; 10 is our choice, measured
+  # on the synthetic shapes (detection/multibox.py), not a published value.
+  config.multibox_location_weight = 10.0
   # Polyak averaging: ema <- d * ema + (1 - d) * params after every step, with
   # d = min(ema_decay, (1 + step) / (10 + step)) (train/state.py: ema_decay_at).
   config.ema_decay = 0.9999
@@ -141,7 +150,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   data_config.validate_data_config(config.data)
   # Imported here: building the model needs Flax, which loading a config must not import.
   from inception import models
-  from train import evaluators
+  from train import evaluators, tasks
 
   evaluators.check_evaluators(config.evaluators)
+  tasks.check_task(config)
   models.create_model_from_config(config.model)  # raises on unknown model names or fields

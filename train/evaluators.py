@@ -7,6 +7,8 @@ Each runs on the raw and on the Polyak-averaged variables; its scalars go to Ten
                  with more than 5 classes), and the majority-class rate: the top-1 of a model
                  that learned nothing but the most frequent class
     'per_class'  mean and minimum over classes of the per-class top-1 accuracy
+    'multibox_recall'  MultiBox (config.task='multibox'): box recall at IoU 0.5 of the top 200
+                 and top 10 boxes against the priors' own (detection/multibox_task.py)
 
 Adding one (a multi-crop or calibration metric, say):
 
@@ -35,7 +37,8 @@ import numpy as np
 import input_pipeline
 from runtime import mesh as mesh_lib
 from runtime.registry import Registry
-from train.step import make_eval_step, topk_correct
+from train.losses import topk_correct
+from train.step import make_eval_step
 
 Evaluate = Callable[[dict[str, Any]], dict[str, float]]
 Factory = Callable[[nn.Module, ml_collections.ConfigDict, jax.sharding.Mesh], Evaluate]
@@ -117,7 +120,11 @@ def build_per_class(
 EVALUATORS: Registry[Factory] = Registry(
     "config.evaluators",
     "train.evaluators.register_evaluator",
-    {"top_k": build_top_k, "per_class": build_per_class},
+    {
+        "top_k": build_top_k,
+        "per_class": build_per_class,
+        "multibox_recall": "detection.multibox_task:build_recall",
+    },
 )
 
 

@@ -28,7 +28,7 @@ import input_pipeline
 from kernels.select import kernels_for_mesh
 from runtime import artifacts, progress
 from runtime import mesh as mesh_lib
-from train import checkpoint, compiler_options, curves, reporting, resume, schedule
+from train import checkpoint, compiler_options, curves, reporting, resume, schedule, tasks
 from train.config import check_config
 from train.evaluators import build_evaluators
 from train.init_from import load_initial_variables
@@ -293,6 +293,7 @@ def _train_and_evaluate(
 
   start_step = int(jax.device_get(state.step))
   step_fn = make_train_step(model, tx, learning_rate_fn, config, dropout_rng)
+  task = tasks.get_task(config.task)
 
   def step_and_vote(state, batch, ballot):
     return (*step_fn(state, batch), jnp.any(ballot))
@@ -388,8 +389,9 @@ def _train_and_evaluate(
             means,
             images_per_sec,
             elapsed / interval_steps if interval_steps else None,
+            task.headline,
         )
-        bar.set_postfix_str(f"loss {means['loss']:.3f} top1 {means['top1']:.3f}")
+        bar.set_postfix_str(reporting.headline_text(means, task.headline))
         writer.write_scalars(
             step,
             {f"train/{k}": v for k, v in means.items()}

@@ -42,22 +42,26 @@ def log_train_line(
     metrics: Mapping[str, float],
     images_per_sec: float | None,
     seconds_per_step: float | None,
+    headline: tuple[str, ...] = ("top1", "top5"),
 ) -> None:
   """One progress line; rate and ETA are None when no step after compilation has been timed."""
   if seconds_per_step is None:
     speed = "rate after the next steps (the first one compiled)"
   else:
     speed = f"{images_per_sec:.1f} img/s ETA {format_eta((total_steps - step) * seconds_per_step)}"
-  top5 = f" top5 {metrics['top5']:.3f}" if "top5" in metrics else ""
   logging.info(
-      "step %d/%d epoch %.2f | loss %.4f top1 %.3f%s lr %.5f grad_norm %.3f | %s",
+      "step %d/%d epoch %.2f | %s lr %.5f grad_norm %.3f | %s",
       step,
       total_steps,
       epoch,
-      metrics["loss"],
-      metrics["top1"],
-      top5,
+      headline_text(metrics, headline),
       metrics["learning_rate"],
       metrics["grad_norm"],
       speed,
   )
+
+
+def headline_text(metrics: Mapping[str, float], headline: tuple[str, ...]) -> str:
+  """'loss 0.1234 top1 0.950': the loss and the task's headline metrics that are present."""
+  shown = ["loss", *(name for name in headline if name in metrics)]
+  return " ".join(f"{name} {metrics[name]:.4f}" for name in shown)
