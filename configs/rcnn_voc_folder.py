@@ -17,7 +17,7 @@ share a narrow BatchNorm GoogLeNet trunk design (width 1/4) trained from scratch
 weights are used, so expect a weak classifier; report.md sets its AP beside a size-prior
 baseline and, for one class, beside MultiBox's own confidences. With
 compare_proposal_sets, report.md and proposal_recall.png also give recall and AP for selective
-search at superpixel scale 1 and 2, MultiBox alone and the union. About 25 minutes end to end
+search at superpixel scale 1 and 2, MultiBox alone and the union. About 7 minutes end to end
 on 2 CPU cores for the kangaroo set (measured; see README "Detection on your own VOC folder").
 Unreadable images (kangaroo has a truncated JPEG) are skipped and counted.
 """

@@ -123,7 +123,10 @@ def plot_recall(sets: dict[str, list[np.ndarray]], ground_truths, path: str, tit
   figure = figures.new_figure(WIDTH_PX, HEIGHT_PX)
   axes = figure.subplots()
   for name, boxes in sets.items():
-    axes.plot(counts, recall_curve(boxes, ground_truths, counts), linewidth=1.8, label=name)
+    # A union lists selective search's boxes first: dashed, so the curve it shares with
+    # selective search alone stays visible under it.
+    style = "--" if name.startswith("union") else "-"
+    axes.plot(counts, recall_curve(boxes, ground_truths, counts), style, linewidth=1.8, label=name)
   axes.set_xscale("log")
   axes.set_xlabel("proposals kept per image (each method's own order)")
   axes.set_ylabel("recall of ground-truth boxes at IoU >= 0.5")
@@ -134,7 +137,26 @@ def plot_recall(sets: dict[str, list[np.ndarray]], ground_truths, path: str, tit
   return figures.save_png(figure, path)
 
 
-def markdown(measures: list[SetMeasure], extra: dict[str, metrics.DetectionMetrics]) -> str:
+def paper_direction(scale_1: SetMeasure, scale_2: SetMeasure, union: SetMeasure) -> str:
+  """Whether section 8's claim replays here: the union has fewer proposals than selective
+  search at scale 1 with equal or higher recall, and a higher mAP (VOC07) than scale 2 alone."""
+  fewer = union.proposals_per_image < scale_1.proposals_per_image
+  recall = union.recall >= scale_1.recall
+  better = union.result.map_voc07 > scale_2.result.map_voc07
+  verdict = "replays" if fewer and recall and better else "does NOT replay"
+  return (
+      f"The paper's direction (section 8) {verdict} here: the union has "
+      f"{union.proposals_per_image:.0f} proposals per image against {scale_1.proposals_per_image:.0f} "
+      f"at scale 1 ({'fewer' if fewer else 'not fewer'}), recall {100 * union.recall:.1f}% against "
+      f"{100 * scale_1.recall:.1f}% ({'equal or higher' if recall else 'lower'}), and mAP VOC07 "
+      f"{100 * union.result.map_voc07:.1f} against {100 * scale_2.result.map_voc07:.1f} for scale 2 "
+      f"alone ({'higher' if better else 'not higher'})."
+  )
+
+
+def markdown(
+    measures: list[SetMeasure], extra: dict[str, metrics.DetectionMetrics], verdict: str = ""
+) -> str:
   """The proposal table and the AP table of each proposal set (and of the extra detectors)."""
   lines = [
       "## Proposal sets (test split)",
@@ -153,4 +175,6 @@ def markdown(measures: list[SetMeasure], extra: dict[str, metrics.DetectionMetri
         f"| {name} | | | {100 * r.map_voc07:.1f} | {100 * r.map_voc10:.1f} | "
         f"{100 * r.map_coco_ap50:.1f} |"
     )
+  if verdict:
+    lines += ["", verdict]
   return "\n".join(lines) + "\n"

@@ -289,11 +289,16 @@ def detect_by_size(
   )
 
 
+def _multibox_count(section) -> int:
+  """At most top_n boxes per image, and never more than the K priors it decodes."""
+  return min(section.multibox.top_n, section.multibox.num_priors)
+
+
 def _describe_method(section, settings: proposals_lib.ProposalSettings) -> str:
   selective = (
       f"selective search fast, superpixel scale x{settings.superpixel_scale:g} (k={settings.k})"
   )
-  multibox = f"MultiBox top {section.multibox.top_n} ({section.multibox.num_priors} priors)"
+  multibox = f"MultiBox top {_multibox_count(section)} ({section.multibox.num_priors} priors)"
   return {
       "selective_search": selective,
       "multibox": multibox,
@@ -308,7 +313,7 @@ _EXTRA_LABELS = {
 
 
 def _labelled(extra: dict) -> dict:
-  return {_EXTRA_LABELS[name]: result for name, result in extra.items()}
+  return {_EXTRA_LABELS[name]: result for name, result in extra.items() if name in _EXTRA_LABELS}
 
 
 def _compare_proposal_sets(config, data, built, members, cache_dir, out):
@@ -318,13 +323,13 @@ def _compare_proposal_sets(config, data, built, members, cache_dir, out):
   test_split = data.splits["test"]
   ground_truths = test_split.ground_truths()
   scale = section.proposals.superpixel_scale
-  sets = {}
+  sets = {}  # the first is scale 1, the second the configured scale, the last the union
   if scale != 1.0:
     sets["selective search x1"] = proposal_sets.selective_search_at_scale(
         test_split, cache_dir, section, 1.0
     )
   sets[f"selective search x{scale:g}"] = built.selective["test"]
-  sets[f"MultiBox top {section.multibox.top_n}"] = built.multibox["test"].boxes
+  sets[f"MultiBox top {_multibox_count(section)}"] = built.multibox["test"].boxes
   sets[f"union x{scale:g} + MultiBox"] = proposal_sets.combine(
       "union", built.selective["test"], built.multibox["test"], section.proposals.union_dedup_iou
   )
@@ -366,6 +371,8 @@ def _compare_proposal_sets(config, data, built, members, cache_dir, out):
             f"Proposal recall on {section.dataset} {section.test_split} ({len(test_split)} images)",
         ),
     )
+  if scale != 1.0:
+    extra["verdict"] = proposal_sets.paper_direction(measures[0], measures[1], measures[-1])
   return measures, extra
 
 
@@ -466,9 +473,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
           for m in compared
       ],
       **{
-          f"{name}": {k: v for k, v in r.to_dict().items() if k != "per_class"}
+          name: {k: v for k, v in r.to_dict().items() if k != "per_class"}
           for name, r in compared_extra.items()
+          if name in _EXTRA_LABELS
       },
+      **({"paper_direction": compared_extra["verdict"]} if "verdict" in compared_extra else {}),
       "num_test_images": len(test_split),
       "num_detections": int(len(detections.scores)),
       "ensemble": members,
@@ -508,7 +517,13 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         test_split,
         class_names,
         section,
-        proposal_sets.markdown(compared, _labelled(compared_extra)) if compared else "",
+        (
+            proposal_sets.markdown(
+                compared, _labelled(compared_extra), compared_extra.get("verdict", "")
+            )
+            if compared
+            else ""
+        ),
     )
     logging.info(
         "mAP@0.5: VOC07 %.4f, VOC10+ %.4f, COCO AP50 %.4f; proposal recall %.4f; %.0fs. "

@@ -39,6 +39,7 @@ _LONG_FILES_FIRST = (
     "test_eval_classify.py",
     "test_notebook.py",
     "test_multiprocess.py",
+    "test_multibox_pipeline.py",
     "test_run_safety.py",
     "test_train_loop.py",
     "test_detection_end_to_end.py",

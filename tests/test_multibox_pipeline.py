@@ -160,7 +160,7 @@ def test_union_run_trains_multibox_and_reports_every_proposal_set(tmp_path):
   assert names == [
       "selective search x1",
       "selective search x2",
-      "MultiBox top 20",
+      "MultiBox top 8",
       "union x2 + MultiBox",
   ]
   by_name = {s["name"]: s for s in summary["proposal_sets"]}
@@ -173,6 +173,11 @@ def test_union_run_trains_multibox_and_reports_every_proposal_set(tmp_path):
     assert 0.0 <= entry["mAP_voc07"] <= 1.0 and 0.0 <= entry["recall_iou50"] <= 1.0
   report = (workdir / "detection" / "report.md").read_text()
   assert "## Proposal sets (test split)" in report and "| union x2 + MultiBox |" in report
+  # MultiBox's own confidences are detections only for a one-class set; the shapes have three.
+  assert "MultiBox boxes by their own confidence" not in report
+  assert "multibox_own_confidence" not in summary
+  assert summary["paper_direction"].startswith("The paper's direction (section 8) ")
+  assert summary["paper_direction"] in report
   assert_picture(
       workdir / "detection" / proposal_sets.RECALL_FILE_NAME,
       proposal_sets.WIDTH_PX,
@@ -205,3 +210,17 @@ def plus_one(variables):
   leaves, tree = jax.tree.flatten(variables)
   leaves[0] = leaves[0] + 1.0
   return jax.tree.unflatten(tree, leaves)
+
+
+def test_the_papers_direction_is_judged_on_all_three_conditions():
+  from types import SimpleNamespace
+
+  def measure(per_image, recall, map_voc07):
+    return proposal_sets.SetMeasure("", per_image, recall, SimpleNamespace(map_voc07=map_voc07))
+
+  scale_1, scale_2 = measure(1000, 0.95, 0.20), measure(500, 0.90, 0.22)
+  assert " replays here" in proposal_sets.paper_direction(
+      scale_1, scale_2, measure(600, 0.95, 0.23)
+  )
+  for union in (measure(1100, 0.96, 0.23), measure(600, 0.94, 0.23), measure(600, 0.95, 0.22)):
+    assert "does NOT replay" in proposal_sets.paper_direction(scale_1, scale_2, union)

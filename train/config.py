@@ -54,8 +54,8 @@ def default_config() -> ml_collections.ConfigDict:
   config.task = "classification"
   # MultiBox only: alpha in F = alpha * F_loc + F_conf (Erhan et al., CVPR 2014, eq. 3). The
   # location term sums squared offsets in [0, 1] image units over the few matched priors while
-  # the confidence term sums over all K priors, so alpha is large; 10 is our choice, measured
-  # on the synthetic shapes (detection/multibox.py), not a published value.
+  # the confidence term sums over all K priors, so alpha is large; 10 is our choice (not a
+  # published value, and not tuned).
   config.multibox_location_weight = 10.0
   # Polyak averaging: ema <- d * ema + (1 - d) * params after every step, with
   # d = min(ema_decay, (1 + step) / (10 + step)) (train/state.py: ema_decay_at).
