@@ -127,8 +127,9 @@ def test_untrained_multibox_starts_from_its_priors_at_confidence_one_over_k():
   model = create_model_from_config(
       {"name": "multibox", "variant": "bn", "num_priors": 8, "width": 0.125}
   )
-  images = jax.random.uniform(jax.random.key(0), (2, 64, 64, 3))
-  output = model.apply(model.init(jax.random.key(1), images), images)
+  images = jax.random.uniform(jax.random.key(0), (2, 32, 32, 3))
+  variables = jax.jit(model.init)(jax.random.key(1), images)
+  output = jax.jit(model.apply)(variables, images)
   np.testing.assert_array_equal(output.offsets, 0.0)
   np.testing.assert_allclose(jax.nn.sigmoid(output.logits), 1 / 8, rtol=1e-5)
 

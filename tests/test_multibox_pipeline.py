@@ -155,6 +155,12 @@ def test_union_run_trains_multibox_and_reports_every_proposal_set(tmp_path):
     trained = json.load(f)
   assert trained["eval_recall"] > trained["eval_prior_recall"] > 0.0, trained
   assert (workdir / "multibox" / "model" / "checkpoints").is_dir()
+  from train import curves
+
+  assert curves._panels_for(curves.read_scalars(str(workdir / "multibox/model/tensorboard")))[3][
+      0
+  ].startswith("Evaluation box recall")
+  assert_picture(workdir / "multibox/model/curves.png", curves.WIDTH_PX, curves.HEIGHT_PX)
 
   names = [s["name"] for s in summary["proposal_sets"]]
   assert names == [

@@ -11,7 +11,8 @@ checkpoint older than its last log line) the value written last counts.
 
 The picture: 1000 x 750 pixels, four panels: training loss; training top-1 and top-5 (means
 over each logging interval); learning rate; evaluation top-1 of the raw parameters against
-the Polyak-averaged (EMA) ones.
+the Polyak-averaged (EMA) ones. A MultiBox run (config.task='multibox') shows its location and
+confidence loss terms and its box recall (against its priors') instead of the accuracies.
 """
 
 from __future__ import annotations
@@ -49,6 +50,46 @@ _PANELS = (
         ],
     ),
 )
+
+# config.task='multibox' (train/tasks.py) writes loss terms and box recall instead of accuracy.
+_MULTIBOX_PANELS = (
+    ("Training loss", "alpha x location + confidence", 1.0, [("train/loss", "loss", "-", "")]),
+    (
+        "Training loss terms",
+        "loss",
+        1.0,
+        [
+            ("train/location_loss", "location", "-", ""),
+            ("train/confidence_loss", "confidence", "--", ""),
+        ],
+    ),
+    _PANELS[2],
+    (
+        "Evaluation box recall (IoU >= 0.5)",
+        "%",
+        100.0,
+        [
+            ("eval/recall", "raw parameters", "-", "o"),
+            ("eval_ema/recall", "Polyak (EMA) parameters", "-", "s"),
+            ("eval/prior_recall", "the priors themselves", ":", "^"),
+        ],
+    ),
+)
+
+
+# Panels whose series differ by orders of magnitude (MultiBox's location term is ~1/500 of
+# its confidence term): a log axis shows both.
+_LOG_SCALE_TITLES = ("Training loss terms",)
+# Recall drawn on 0-100%, so the raw, EMA and prior points of a run evaluated once stay apart
+# from the legend instead of filling the axis.
+_FULL_RANGE_TITLES = ("Evaluation box recall (IoU >= 0.5)",)
+
+
+def _panels_for(curves: dict) -> tuple:
+  """The multibox panels when the run wrote its loss terms and no accuracy, else the default."""
+  if "train/location_loss" in curves and "train/top1" not in curves:
+    return _MULTIBOX_PANELS
+  return _PANELS
 
 
 def read_scalars(event_dir: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -112,7 +153,8 @@ def plot_training_curves(workdir: str, path: str | None = None) -> str:
   figure = figures.new_figure(WIDTH_PX, HEIGHT_PX)
   last_step = max((int(steps[-1]) for steps, _ in curves.values()), default=0)
   figure.suptitle(f"{os.path.basename(os.path.normpath(workdir))}: step {last_step}")
-  for axes, (title, y_label, scale, series) in zip(figure.subplots(2, 2).flat, _PANELS):
+  panels = _panels_for(curves)
+  for axes, (title, y_label, scale, series) in zip(figure.subplots(2, 2).flat, panels):
     axes.set_title(title)
     axes.set_xlabel("step")
     axes.set_ylabel(y_label)
@@ -124,12 +166,16 @@ def plot_training_curves(workdir: str, path: str | None = None) -> str:
       marker = marker or ("." if len(steps) <= _MARK_POINTS_UP_TO else "")
       axes.plot(steps, values * scale, linestyle=style, marker=marker, markersize=5, label=label)
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if title in _LOG_SCALE_TITLES and drawn:
+      axes.set_yscale("log")
+    if title in _FULL_RANGE_TITLES:
+      axes.set_ylim(0.0, 102.0)
     if not drawn:  # e.g. a run stopped before its first log line
       axes.text(
           0.5, 0.5, "no data yet", transform=axes.transAxes, ha="center", va="center", color="grey"
       )
     elif len(series) > 1:
-      axes.legend()
+      axes.legend(loc="lower right" if title in _FULL_RANGE_TITLES else "best")
   return figures.save_png(figure, path)
 
 
