@@ -47,6 +47,8 @@ TASK = tasks.Task(
     loss=multibox_loss,
     headline=("location_loss", "confidence_loss", "matched_confidence"),
     evaluators=("multibox_recall",),
+    source_kinds=("multibox",),
+    model_names=("multibox",),
 )
 
 

@@ -123,6 +123,14 @@ def test_a_task_refuses_evaluators_that_cannot_read_its_output():
   config.task = "multibox"
   with pytest.raises(ValueError, match=r"\['top_k'\] cannot evaluate config.task='multibox'"):
     tasks.check_task(config)
+  config.evaluators = ("multibox_recall",)
+  with pytest.raises(ValueError, match=r"config.data.source='digits' has no targets"):
+    tasks.check_task(config)
+  config.data.source = "multibox:/tmp/records"
+  with pytest.raises(ValueError, match=r"config.model.name='googlenet' cannot be trained"):
+    tasks.check_task(config)
+  config.model.name = "multibox"
+  tasks.check_task(config)  # a consistent MultiBox config passes
   config.task = "segmentation"
   with pytest.raises(ValueError, match="config.task='segmentation': unknown"):
     tasks.check_task(config)

@@ -41,6 +41,10 @@ class Task:
   headline: tuple[str, ...]
   # The evaluators whose inputs this task's model and data provide; the first is the default.
   evaluators: tuple[str, ...]
+  # What the loss reads beyond images: the data source kinds that provide it and the model
+  # names whose output it reads (None: any).
+  source_kinds: tuple[str, ...] | None = None
+  model_names: tuple[str, ...] | None = None
 
 
 def classification_loss(output, batch: Batch, config: ml_collections.ConfigDict):
@@ -87,4 +91,17 @@ def check_task(config: ml_collections.ConfigDict) -> None:
     raise ValueError(
         f"config.evaluators={tuple(config.evaluators)}: {misfits} cannot evaluate "
         f"config.task={config.task!r}; use {task.evaluators}."
+    )
+  kind = config.data.source.partition(":")[0]
+  if task.source_kinds is not None and kind not in task.source_kinds:
+    raise ValueError(
+        f"config.data.source={config.data.source!r} has no targets for "
+        f"config.task={config.task!r}; it trains on a source of kind {task.source_kinds} "
+        "(e.g. 'multibox:<dir>', written by `python -m eval.detect`)."
+    )
+  name = config.model.get("name", "googlenet")
+  if task.model_names is not None and name not in task.model_names:
+    raise ValueError(
+        f"config.model.name={name!r} cannot be trained with config.task={config.task!r}; "
+        f"set --config.model.name to one of {task.model_names}."
     )
