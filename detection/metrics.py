@@ -330,6 +330,12 @@ def proposal_recall(
   for boxes, gt in zip(proposals, ground_truths, strict=True):
     wanted = gt.boxes if include_difficult else gt.boxes[~gt.difficult]
     total += len(wanted)
-    if len(wanted) and len(boxes):
-      covered += int((box_ops.iou_matrix(wanted, boxes).max(axis=1) >= iou_threshold).sum())
+    covered += covered_boxes(wanted, boxes, iou_threshold)
   return (covered / total if total else float("nan")), total
+
+
+def covered_boxes(truth: np.ndarray, proposals: np.ndarray, iou_threshold: float = 0.5) -> int:
+  """How many of the `truth` boxes have a proposal at IoU >= iou_threshold."""
+  if not len(truth) or not len(proposals):
+    return 0
+  return int((box_ops.iou_matrix(truth, proposals).max(axis=1) >= iou_threshold).sum())

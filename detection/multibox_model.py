@@ -7,7 +7,8 @@ ends in fully connected box and confidence outputs. `trunk_layer` picks the feat
     224 px), so the layers see where things are, as Erhan et al.'s fully connected layers on
     the last convolutional map do;
   * 'pool5': its global average, which throws positions away; measured on the synthetic
-    shapes it localises worse (kept for comparison). Registered in the model registry as `config.model.name='multibox'`; every other model
+    shapes it localises worse (kept for comparison).
+Registered in the model registry as `config.model.name='multibox'`; every other model
 field is the trunk's (a GoogLeNet variant and its fields).
 """
 

@@ -19,6 +19,7 @@ training; its boxes are mapped back to the image's pixels.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -143,30 +144,41 @@ class Proposals:
 
 
 def infer(
-    config: ml_collections.ConfigDict, workdir: str, split, name: str, cache_dir: str
-) -> Proposals:
-  """Every image's MultiBox proposals, from the cache or computed (then cached)."""
+    config: ml_collections.ConfigDict, workdir: str, splits: dict, cache_dir: str
+) -> dict[str, Proposals]:
+  """Each split's MultiBox proposals, from the cache or computed (then cached); the model is
+  loaded, keyed and compiled once for all of them."""
   settings = config.detection.multibox
   variables, model_config = artifacts.load_model_variables(
       model_dir(workdir), use_ema=config.detection.use_ema
   )
   priors = multibox_records.read_priors(record_dir(workdir))
   key = model_key(variables, priors, settings, config.data.normalization)
-  contents = hashlib.sha256()
-  for index in range(len(split)):
-    contents.update(hashlib.sha256(split.encoded(index)).digest())
-  contents = contents.hexdigest()
-  path = os.path.join(cache_dir, f"multibox_{key}", f"{name}_{contents[:16]}.npz")
-  if os.path.exists(path):
-    with np.load(path) as cached:
-      counts = cached["counts"]
-      ends = np.cumsum(counts)
-      boxes = np.split(cached["boxes"], ends[:-1]) if len(counts) else []
-      scores = np.split(cached["scores"], ends[:-1]) if len(counts) else []
-    logging.info("MultiBox proposals %s: from the cache %s", name, path)
-    return Proposals(list(boxes), list(scores))
-  model = create_model_from_config(model_config)
-  forward = jax.jit(lambda v, x: model.apply(v, x, train=False))
+
+  @functools.cache
+  def predict():  # built and compiled on the first cache miss only
+    model = create_model_from_config(model_config)
+    apply = jax.jit(lambda v, x: model.apply(v, x, train=False))
+    return lambda images: apply(variables, images)
+
+  result = {}
+  for name, split in splits.items():
+    contents = hashlib.sha256()
+    for index in range(len(split)):
+      contents.update(hashlib.sha256(split.encoded(index)).digest())
+    path = os.path.join(cache_dir, f"multibox_{key}", f"{name}_{contents.hexdigest()[:16]}.npz")
+    if os.path.exists(path):
+      result[name] = _read_cached(path)
+      logging.info("MultiBox proposals %s: from the cache %s", name, path)
+      continue
+    result[name] = _compute(config, split, name, predict(), priors)
+    if multihost.is_leader():
+      _write_cached(path, result[name])
+  return result
+
+
+def _compute(config, split, name: str, forward, priors: np.ndarray) -> Proposals:
+  settings = config.detection.multibox
   batch_size = settings.batch_size
   result = Proposals([], [])
   tracker = progress.Progress(f"MultiBox proposals {name}", len(split), "image")
@@ -177,7 +189,7 @@ def infer(
       images[row] = _network_input(
           split.image(index), settings.image_size, config.data.normalization
       )
-    output = jax.device_get(forward(variables, images))
+    output = jax.device_get(forward(images))
     for row, index in enumerate(indices):
       annotation = split.annotations[index]
       boxes, scores = multibox.decode(
@@ -193,17 +205,27 @@ def infer(
       result.scores.append(scores)
     tracker.update(len(indices))
   tracker.close()
-  if multihost.is_leader():
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    partial = f"{path}.{os.getpid()}.tmp.npz"
-    np.savez(
-        partial,
-        boxes=np.concatenate(result.boxes) if result.boxes else np.zeros((0, 4), np.float32),
-        scores=np.concatenate(result.scores) if result.scores else np.zeros(0, np.float32),
-        counts=np.asarray([len(b) for b in result.boxes], np.int64),
-    )
-    os.replace(partial, path)
   return result
+
+
+def _read_cached(path: str) -> Proposals:
+  with np.load(path) as cached:
+    if not len(cached["counts"]):  # a split without images
+      return Proposals([], [])
+    ends = np.cumsum(cached["counts"])[:-1]
+    return Proposals(list(np.split(cached["boxes"], ends)), list(np.split(cached["scores"], ends)))
+
+
+def _write_cached(path: str, proposals: Proposals) -> None:
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  partial = f"{path}.{os.getpid()}.tmp.npz"
+  np.savez(
+      partial,
+      boxes=np.concatenate(proposals.boxes) if proposals.boxes else np.zeros((0, 4), np.float32),
+      scores=np.concatenate(proposals.scores) if proposals.scores else np.zeros(0, np.float32),
+      counts=np.asarray([len(b) for b in proposals.boxes], np.int64),
+  )
+  os.replace(partial, path)  # atomic: readers see the whole file or none
 
 
 def union(selective: np.ndarray, boxes: np.ndarray, dedup_iou: float) -> np.ndarray:

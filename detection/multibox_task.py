@@ -20,8 +20,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from detection import boxes as box_ops
-from detection import multibox
+from detection import metrics, multibox
 from runtime import mesh as mesh_lib
 from train import tasks
 
@@ -50,13 +49,6 @@ TASK = tasks.Task(
     source_kinds=("multibox",),
     model_names=("multibox",),
 )
-
-
-def covered(proposals: np.ndarray, truth: np.ndarray, iou: float = 0.5) -> int:
-  """How many of the ground-truth boxes have a proposal at IoU >= iou."""
-  if not len(truth) or not len(proposals):
-    return 0
-  return int((box_ops.iou_matrix(truth, proposals).max(axis=1) >= iou).sum())
 
 
 def build_recall(model, config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh):
@@ -95,9 +87,9 @@ def build_recall(model, config: ml_collections.ConfigDict, mesh: jax.sharding.Me
             priors, out["offsets"][i], out["logits"][i], 1, 1, top_n=top_n, nms_iou=EVAL_NMS_IOU
         )
         totals["boxes"] += len(truth)
-        totals["recall"] += covered(boxes, truth)
-        totals["recall_at_10"] += covered(boxes[:10], truth)
-        totals["prior_recall"] += covered(priors[:top_n], truth)
+        totals["recall"] += metrics.covered_boxes(truth, boxes)
+        totals["recall_at_10"] += metrics.covered_boxes(truth, boxes[:10])
+        totals["prior_recall"] += metrics.covered_boxes(truth, priors[:top_n])
         totals["images"] += 1
       for name in losses:
         losses[name] += float(out[name])

@@ -54,10 +54,7 @@ def build(config, workdir: str, data, compute_selective, cache_dir: str):
       stopped = multibox_lib.train(config, workdir)
       if stopped:
         return stopped
-    boxes = {
-        name: multibox_lib.infer(config, workdir, split, name, cache_dir)
-        for name, split in data.splits.items()
-    }
+    boxes = multibox_lib.infer(config, workdir, data.splits, cache_dir)
   chosen = {
       name: combine(
           method,
@@ -87,10 +84,9 @@ def combine(
 
 def selective_search_at_scale(split, cache_dir: str, section, scale: float) -> list[np.ndarray]:
   """Selective search at another superpixel scale, everything else as configured (cached)."""
-  fields = {
-      f.name: section.proposals[f.name] for f in dataclasses.fields(proposals_lib.ProposalSettings)
-  }
-  settings = proposals_lib.ProposalSettings(**{**fields, "superpixel_scale": scale})
+  settings = dataclasses.replace(
+      proposals_lib.ProposalSettings.from_config(section.proposals), superpixel_scale=scale
+  )
   cache = proposals_lib.ProposalCache(cache_dir, settings)
   return [cache.get(split.image(index)) for index in range(len(split))]
 

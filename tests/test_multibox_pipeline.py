@@ -201,7 +201,9 @@ def test_union_run_trains_multibox_and_reports_every_proposal_set(tmp_path):
   # Inference is cached, keyed by the model: the file is read back, a changed model misses it.
   cache_dir = str(tmp_path / "cache")
   test_split = run.load_data(config, with_train=False).splits["test"]
-  infer = lambda: multibox_proposals.infer(config, str(workdir), test_split, "test", cache_dir)
+  infer = lambda: multibox_proposals.infer(config, str(workdir), {"test": test_split}, cache_dir)[
+      "test"
+  ]
   variables, _ = artifacts.load_model_variables(str(workdir / "multibox" / "model"), use_ema=True)
   priors = multibox_records.read_priors(multibox_proposals.record_dir(str(workdir)))
   settings = config.detection.multibox

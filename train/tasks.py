@@ -62,24 +62,21 @@ CLASSIFICATION = Task(
     loss=classification_loss, headline=("top1", "top5"), evaluators=("top_k", "per_class")
 )
 
-_TASKS: Registry[Callable] = Registry(
+# The registry holds Task values (or "module:ATTRIBUTE" strings naming one); it never calls them.
+_TASKS: Registry = Registry(
     "config.task",
     "train.tasks.register_task",
-    {"classification": lambda: CLASSIFICATION, "multibox": "detection.multibox_task:TASK"},
+    {"classification": CLASSIFICATION, "multibox": "detection.multibox_task:TASK"},
 )
 
 
 def register_task(name: str, task: Task | str) -> None:
   """Makes `config.task=name` train with `task` (a Task or a "module:attribute" string)."""
-  if isinstance(task, Task):
-    _TASKS.register(name, lambda: task)
-  else:
-    _TASKS.register(name, task)
+  _TASKS.register(name, task)
 
 
 def get_task(name: str) -> Task:
-  found = _TASKS.get(name)
-  return found if isinstance(found, Task) else found()
+  return _TASKS.get(name)
 
 
 def check_task(config: ml_collections.ConfigDict) -> None:
