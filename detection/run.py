@@ -328,10 +328,20 @@ def _compare_proposal_sets(config, data, built, members, cache_dir, out):
     sets["selective search x1"] = proposal_sets.selective_search_at_scale(
         test_split, cache_dir, section, 1.0
     )
-  sets[f"selective search x{scale:g}"] = built.selective["test"]
+  # With method 'multibox' the run computed no selective search: do it here (cached).
+  selective = (
+      built.selective["test"]
+      if built.selective is not None
+      else proposal_sets.selective_search_at_scale(test_split, cache_dir, section, scale)
+  )
+  sets[f"selective search x{scale:g}"] = selective
   sets[f"MultiBox top {_multibox_count(section)}"] = built.multibox["test"].boxes
-  sets[f"union x{scale:g} + MultiBox"] = proposal_sets.combine(
-      "union", built.selective["test"], built.multibox["test"], section.proposals.union_dedup_iou
+  sets[f"union x{scale:g} + MultiBox"] = (
+      built.chosen["test"]  # the run's own proposals: not combined a second time
+      if section.proposals.method == "union"
+      else proposal_sets.combine(
+          "union", selective, built.multibox["test"], section.proposals.union_dedup_iou
+      )
   )
   measures = []
   for name, boxes in sets.items():

@@ -240,3 +240,36 @@ def test_the_papers_direction_is_judged_on_all_three_conditions():
   )
   for union in (measure(1100, 0.96, 0.23), measure(600, 0.94, 0.23), measure(600, 0.95, 0.22)):
     assert "does NOT replay" in proposal_sets.paper_direction(scale_1, scale_2, union)
+
+
+def test_comparing_proposal_sets_after_a_multibox_only_run_computes_selective_search(
+    tmp_path, monkeypatch
+):
+  from detection import metrics, run
+
+  # Method 'multibox' leaves no selective-search boxes behind; the comparison makes its own.
+  config = multibox_config(tmp_path / "cache", num_priors=4)
+  config.detection.proposals.method = "multibox"
+  config.detection.compare_proposal_sets = True
+  split = synthetic_split(3)
+  multibox_boxes = [a.boxes[:1] for a in split.annotations]
+  built = proposal_sets.ProposalSets(
+      None,
+      {"test": multibox_proposals.Proposals(multibox_boxes, [np.ones(1)] * 3)},
+      {"test": multibox_boxes},
+  )
+  data = run.DetectionData({"test": split}, split.class_names)
+  monkeypatch.setattr(run, "detect", lambda *args: metrics.Detections.empty())
+  measures, _ = run._compare_proposal_sets(
+      config, data, built, [], str(tmp_path / "cache"), str(tmp_path / "out")
+  )
+  by_name = {m.name: m for m in measures}
+  assert list(by_name) == [
+      "selective search x1",
+      "selective search x2",
+      "MultiBox top 4",
+      "union x2 + MultiBox",
+  ]
+  assert by_name["selective search x2"].proposals_per_image > 1
+  union = by_name["union x2 + MultiBox"]
+  assert union.proposals_per_image >= by_name["selective search x2"].proposals_per_image
