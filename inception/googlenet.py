@@ -143,6 +143,8 @@ class GoogLeNet(nn.Module):
   batch_norm: bool = False
   bn_momentum: float = 0.9
   bn_epsilon: float = 1e-3
+  # False: BatchNorm without a learned scale (TF-slim's inception_v1).
+  bn_scale: bool = True
   lrn: bool = True
   conv5x5_kernel: int = 5
   pool4_window: int = 3
@@ -156,6 +158,10 @@ class GoogLeNet(nn.Module):
   param_dtype: Dtype = jnp.float32
   # Op formulations: 'auto' picks per platform when lowered (kernels/select.py).
   kernels: str = "auto"
+  # 'caffe': explicit symmetric conv padding and ceil-rounded pools (Caffe, torchvision);
+  # 'same': TensorFlow's 'SAME' for every conv and pool (TF-slim). They differ at 224 only in
+  # conv1 (pads 3+3 against 2+3); on odd-sized maps the stride-2 pools differ too.
+  padding: str = "caffe"
 
   @nn.compact
   def __call__(self, images: jax.Array, *, train: bool = False) -> GoogLeNetOutput:
@@ -170,8 +176,12 @@ class GoogLeNet(nn.Module):
         dtype=self.dtype,
         param_dtype=self.param_dtype,
         kernels=self.kernels,
+        same_padding=self.padding == "same",
+        bn_scale=self.bn_scale,
     )
-    max_pool = functools.partial(CeilMaxPool, kernels=self.kernels)
+    max_pool = functools.partial(
+        CeilMaxPool, kernels=self.kernels, same_padding=self.padding == "same"
+    )
     width = functools.partial(scale_channels, width=self.width)
     stem = paper.STEM_CHANNELS
 

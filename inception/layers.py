@@ -53,7 +53,8 @@ class ConvBlock(nn.Module):
 
   With `batch_norm=True` the conv has no bias (BN's offset replaces it), as in torchvision's
   BasicConv2d. Padding is explicit (symmetric `padding` pixels) because Caffe and torchvision
-  pad conv1 by 3 on both sides, which 'SAME' does not (it pads 2 before, 3 after).
+  pad conv1 by 3 on both sides, which 'SAME' does not (it pads 2 before, 3 after);
+  `same_padding=True` uses TensorFlow's 'SAME' instead, as TF-slim's layers do.
   """
 
   features: int
@@ -68,6 +69,8 @@ class ConvBlock(nn.Module):
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
   kernels: str = "auto"
+  same_padding: bool = False
+  bn_scale: bool = True
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
@@ -75,7 +78,7 @@ class ConvBlock(nn.Module):
         self.features,
         (self.kernel_size, self.kernel_size),
         strides=(self.stride, self.stride),
-        padding=[(self.padding, self.padding)] * 2,
+        padding="SAME" if self.same_padding else [(self.padding, self.padding)] * 2,
         use_bias=not self.batch_norm,
         kernel_init=self.kernel_init,
         bias_init=nn.initializers.constant(self.bias_init_value),
@@ -93,6 +96,7 @@ class ConvBlock(nn.Module):
           epsilon=self.bn_epsilon,
           dtype=self.dtype,
           param_dtype=self.param_dtype,
+          use_scale=self.bn_scale,
           name="bn",
       )(x)
     return nn.relu(x)
@@ -138,6 +142,17 @@ def _ceil_padding(size: int, window: int, stride: int, pad: int) -> tuple[int, i
   return pad, max(0, (out - 1) * stride + window - size - pad)
 
 
+def same_padding(size: int, window: int, stride: int) -> tuple[int, int]:
+  """TensorFlow's 'SAME': ceil(size / stride) outputs, the odd padding pixel after.
+
+  Equal to Caffe's ceil rounding for GoogLeNet's pools on even maps (every map at 224), not on
+  odd ones: 3x3/2 on 15 gives 8 outputs here and 7 with Caffe's rule.
+  """
+  out = -(-size // stride)
+  total = max(0, (out - 1) * stride + window - size)
+  return total // 2, total - total // 2
+
+
 class CeilMaxPool(nn.Module):
   """Max pooling with Caffe's ceil rounding: pads the right/bottom with -inf as needed.
 
@@ -150,6 +165,8 @@ class CeilMaxPool(nn.Module):
   stride: int
   pad: int = 0
   kernels: str = "auto"
+  # TensorFlow's 'SAME' padding (TF-slim's pools) instead of Caffe's ceil rounding; `pad` unused.
+  same_padding: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -157,10 +174,17 @@ class CeilMaxPool(nn.Module):
     window_h, window_w = min(self.window, height + 2 * self.pad), min(
         self.window, width + 2 * self.pad
     )
-    padding = (
-        _ceil_padding(height, window_h, self.stride, self.pad),
-        _ceil_padding(width, window_w, self.stride, self.pad),
-    )
+    if self.same_padding:
+      padding = (
+          same_padding(height, self.window, self.stride),
+          same_padding(width, self.window, self.stride),
+      )
+      window_h, window_w = self.window, self.window
+    else:
+      padding = (
+          _ceil_padding(height, window_h, self.stride, self.pad),
+          _ceil_padding(width, window_w, self.stride, self.pad),
+      )
     # Same values as nn.max_pool; the gradient avoids XLA:CPU's slow select_and_scatter.
     return max_pool_2d(
         x, (window_h, window_w), (self.stride, self.stride), padding, kernels=self.kernels

@@ -30,6 +30,24 @@ VARIANTS: dict[str, dict[str, Any]] = {
         kernel_init="torchvision",
         conv_bias_init=0.0,
     ),
+    # TF-slim `inception_v1` (nets/inception_v1.py and its arg scope): torchvision's topology
+    # with TensorFlow's 'SAME' padding (conv1 pads 2+3), BatchNorm without scale, decay 0.9997
+    # and eps 1e-3, keep_prob 0.8, He ("variance_scaling") init. The published checkpoint has
+    # 1001 classes (background at 0) and no aux heads.
+    "slim": dict(
+        batch_norm=True,
+        lrn=False,
+        bn_epsilon=1e-3,
+        bn_momentum=0.9997,
+        bn_scale=False,
+        padding="same",
+        conv5x5_kernel=3,
+        pool4_window=2,
+        aux_pool="adaptive",
+        dropout_rate=0.2,
+        kernel_init="he_normal",
+        conv_bias_init=0.0,
+    ),
 }
 
 _DTYPE_FIELDS = ("dtype", "param_dtype")
@@ -60,4 +78,6 @@ def create_model(variant: str = "paper", **overrides: Any) -> GoogLeNet:
   check_kernels(fields.get("kernels", "auto"))
   if fields.get("aux_pool", "caffe") not in ("caffe", "adaptive"):
     raise ValueError(f"aux_pool must be 'caffe' or 'adaptive', got {fields['aux_pool']!r}.")
+  if fields.get("padding", "caffe") not in ("caffe", "same"):
+    raise ValueError(f"padding must be 'caffe' or 'same', got {fields['padding']!r}.")
   return GoogLeNet(**fields)

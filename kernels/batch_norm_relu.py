@@ -92,6 +92,8 @@ class BatchNormReLU(nn.Module):
   epsilon: float = 1e-5
   dtype: Dtype | None = None
   param_dtype: Dtype = jnp.float32
+  # False: no learned scale (a constant 1), as TF-slim's batch_norm(scale=False) in inception_v1.
+  use_scale: bool = True
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -100,7 +102,10 @@ class BatchNormReLU(nn.Module):
         "batch_stats", "mean", lambda s: jnp.zeros(s, jnp.float32), features
     )
     running_var = self.variable("batch_stats", "var", lambda s: jnp.ones(s, jnp.float32), features)
-    scale = self.param("scale", nn.initializers.ones, features, self.param_dtype)
+    if self.use_scale:
+      scale = self.param("scale", nn.initializers.ones, features, self.param_dtype)
+    else:
+      scale = jnp.ones(features, self.param_dtype)
     bias = self.param("bias", nn.initializers.zeros, features, self.param_dtype)
     dtype = self.dtype or jnp.result_type(x, scale)
     if self.use_running_average:

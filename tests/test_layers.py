@@ -93,6 +93,21 @@ def test_ceil_max_pool_values(size, window, stride, pad):
   np.testing.assert_array_equal(np.asarray(got), expected)
 
 
+@pytest.mark.parametrize(
+    "size,window,stride", [(15, 3, 2), (14, 3, 2), (7, 2, 2), (14, 2, 2), (5, 3, 1), (2, 3, 2)]
+)
+def test_same_padded_max_pool_matches_tensorflow(size, window, stride):
+  """TF-slim's pools ('SAME'); on odd maps they differ from Caffe's ceil rounding."""
+  import tensorflow as tf
+
+  x = np.random.default_rng(2).standard_normal((2, size, size + 1, 3)).astype(np.float32)
+  got = CeilMaxPool(window, stride, same_padding=True).apply({}, jnp.asarray(x))
+  expected = tf.nn.max_pool2d(x, window, stride, padding="SAME").numpy()
+  np.testing.assert_array_equal(np.asarray(got), expected)
+  if (size, window, stride) == (15, 3, 2):
+    assert got.shape[1] == 8 and ceil_pool_output_size(size, window, stride) == 7
+
+
 def test_adaptive_avg_pool_matches_torch_bins():
   x = np.random.default_rng(2).standard_normal((1, 14, 14, 2)).astype(np.float32)
   got = np.asarray(adaptive_avg_pool(jnp.asarray(x), (4, 4)))

@@ -37,7 +37,7 @@ def jit_apply(model, **static):
   )
 
 
-@pytest.mark.parametrize("variant", ["paper", "bn", "torchvision"])
+@pytest.mark.parametrize("variant", ["paper", "bn", "torchvision", "slim"])
 def test_aux_heads_only_in_training_mode(variant):
   model = create_model(variant, **NARROW)
   variables, images = init(model)
@@ -93,7 +93,9 @@ def test_batch_norm_statistics_update_only_in_training():
   assert not np.allclose(before, after)
 
 
-@pytest.mark.parametrize("variant,size", [("paper", 32), ("bn", 64), ("torchvision", 32)])
+@pytest.mark.parametrize(
+    "variant,size", [("paper", 32), ("bn", 64), ("torchvision", 32), ("slim", 33)]
+)
 def test_jit_forward_backward_narrow_model(variant, size):
   model = create_model(variant, **NARROW)
   variables, images = init(model, size=size)

@@ -6,7 +6,7 @@ import pytest
 
 from inception import create_model, paper
 
-VARIANTS = ["paper", "bn", "torchvision"]
+VARIANTS = ["paper", "bn", "torchvision", "slim"]
 INCEPTION_DEPTHS = {
     "3a": 256,
     "3b": 480,
@@ -83,7 +83,8 @@ def test_inception_params_with_biases_or_bn(variant_shapes):
   variant, model, shapes = variant_shapes
   module = shapes["params"]["inception_3a"]
   weights = expected_inception_weights(paper.INCEPTION_CHANNELS["3a"], 192, model.conv5x5_kernel)
-  per_channel = 2 if model.batch_norm else 1  # BN scale+offset, or one conv bias
+  # BN scale+offset, BN offset only (slim), or one conv bias.
+  per_channel = 1 + (model.batch_norm and model.bn_scale)
   total = sum(leaf.size for leaf in jax.tree.leaves(module))
   assert total == weights + per_channel * (64 + 96 + 128 + 16 + 32 + 32)
 
@@ -125,6 +126,16 @@ def test_torchvision_variant_quirks():
   assert shapes["params"]["inception_3a"]["5x5"]["conv"]["kernel"].shape == (3, 3, 16, 32)
   assert "bias" not in shapes["params"]["conv1"]["conv"]
   assert model.bn_epsilon == 1e-3 and model.pool4_window == 2 and model.dropout_rate == 0.2
+
+
+def test_slim_variant_quirks():
+  model, shapes = shapes_at_224("slim", num_classes=1001, aux_heads=False)
+  params = shapes["params"]
+  assert params["inception_5a"]["5x5"]["conv"]["kernel"].shape == (3, 3, 32, 128)
+  assert set(params["conv1"]["bn"]) == {"bias"}  # no scale: slim's batch_norm(scale=False)
+  assert model.padding == "same" and model.bn_momentum == 0.9997 and model.pool4_window == 2
+  # TF-slim's own graph has the same trainable count (tests/test_slim_import.py).
+  assert sum(leaf.size for leaf in jax.tree.leaves(params)) == 6_618_649
 
 
 def test_param_dtype_knob():
