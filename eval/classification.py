@@ -23,7 +23,7 @@ import ml_collections
 import numpy as np
 
 from eval import crops as crops_lib
-from eval import multi_crop, report, scoring
+from eval import multi_crop, renormalize, report, scoring
 from inception import create_model_from_config
 import input_pipeline
 from input_pipeline import eval_preprocess, sharding
@@ -42,10 +42,13 @@ class ModelToEvaluate:
   model: Any
   variables: Any
   model_config: dict | None = None
+  # The input convention its weights expect (the directory's input.json); None: the run's.
+  normalization: str | None = None
 
 
 def load_models(directories: Sequence[str], use_ema: bool) -> list[ModelToEvaluate]:
-  """Rebuilds each model from the model.json next to its checkpoint."""
+  """Rebuilds each model from the model.json next to its checkpoint, with its input.json's
+  normalisation (evaluation converts the views to it, eval/renormalize.py)."""
   models = []
   for directory in directories:
     variables, model_config = artifacts.load_model_variables(directory, use_ema=use_ema)
@@ -60,11 +63,32 @@ def load_models(directories: Sequence[str], use_ema: bool) -> list[ModelToEvalua
           "not apply to it.",
           directory,
       )
+    convention = artifacts.read_input_convention(directory) or {}
     models.append(
-        ModelToEvaluate(directory, create_model_from_config(model_config), variables, model_config)
+        ModelToEvaluate(
+            directory,
+            create_model_from_config(model_config),
+            variables,
+            model_config,
+            convention.get("normalization"),
+        )
     )
     logging.info("Loaded %s: %s", directory, model_config)
   return models
+
+
+def _in_run_convention(entry: ModelToEvaluate, normalization: str) -> ModelToEvaluate:
+  """The entry with a model that takes the run's views (`normalization`) and feeds its own."""
+  if entry.normalization in (None, normalization):
+    return entry
+  logging.info(
+      "%s expects '%s' input: its views are converted from the run's '%s' on the device.",
+      entry.name,
+      entry.normalization,
+      normalization,
+  )
+  model = renormalize.Renormalized(entry.model, normalization, entry.normalization)
+  return dataclasses.replace(entry, model=model)
 
 
 def parse_crops(crops: Sequence[Any]) -> tuple[int, ...]:
@@ -143,6 +167,7 @@ def evaluate(
           f"{data_config.source!r} has {num_classes}."
       )
 
+  models = [_in_run_convention(entry, data_config.normalization) for entry in models]
   replicated = mesh_lib.replicated(mesh)
   variables = [jax.device_put(entry.variables, replicated) for entry in models]
   weights = jax.device_put(scoring.scheme_weights(subsets, schemes, len(views)), replicated)
@@ -210,7 +235,10 @@ def evaluate(
       "crops": list(schemes),
       "views": [dataclasses.asdict(view) for view in views],
       "scheme_views": {str(s): subsets[s] for s in schemes},
-      "models": [{"name": entry.name, "config": entry.model_config} for entry in models],
+      "models": [
+          {"name": e.name, "config": e.model_config, "normalization": e.normalization}
+          for e in models
+      ],
       "best_single_model": tally.best_single_model(),
       "cells": cells,
       "table": [{k: v for k, v in row.items() if k != "per_class"} for row in rows],

@@ -6,7 +6,9 @@
 --models: training workdirs or exported model directories, each rebuilt from its own model.json
   (variants and widths may differ). All models see the same data: the `data` section of
   --config (image size, normalisation, source; --config.data.source=... overrides work), split
-  --split (default config.data.eval_split).
+  --split (default config.data.eval_split). A model whose directory records another input
+  normalisation (input.json: imported Caffe weights want 'caffe') gets the views converted to
+  it on the device (eval/renormalize.py), so ensembles may mix conventions.
 --crops: any of 1, 10, 144 (see eval/crops.py for the exact windows). The union of the views is
   computed once per image and every scheme is read off the same forward passes.
 --combine: mean_softmax (the paper: average softmax over crops, then over models),

@@ -14,8 +14,8 @@ from the file when it has them, else fresh from --seed).
 | `caffe`       | bvlc_googlenet.caffemodel               | `paper`       | `caffe`       |
 | `slim`        | inception_v1.ckpt (checkpoint prefix)   | `slim`        | `unit`        |
 
-Nothing is downloaded here. `DIR` receives `variables/` and `model.json`
-(runtime/artifacts.py `save_model_variables`), so `--config.init_from=DIR` and evaluation
+Nothing is downloaded here. `DIR` receives `variables/`, `model.json` and `input.json` (the
+normalisation the weights expect, which evaluation checks; runtime/artifacts.py), so `--config.init_from=DIR` and evaluation
 rebuild the model with `inception.create_model_from_config`. Every tensor of the file is checked
 by name and shape against the variant's own variable tree; a wrong file stops with one message
 naming each missing, unexpected or mis-shaped tensor. The conversion rules per source:
@@ -178,7 +178,7 @@ def import_weights(
   if source == "torchvision":
     _import_torch()  # fail fast with the install hint, before the slow imports below
   # Imported here so that `--help` does not wait for orbax.
-  from runtime.artifacts import save_model_variables
+  from runtime.artifacts import save_model_variables, write_input_convention
 
   start = time.perf_counter()
   conversion, read_seconds = _read_and_convert(
@@ -191,6 +191,7 @@ def import_weights(
   )
   convert_done = time.perf_counter()
   save_model_variables(out, conversion.variables, conversion.model_config)
+  write_input_convention(out, NORMALIZATION[source], source=source, file=os.path.abspath(src))
   write_done = time.perf_counter()
 
   logging.info(

@@ -14,6 +14,7 @@ torchvision's GoogLeNet expects 'imagenet', BVLC Caffe's bvlc_googlenet expects 
 TF-slim's inception_v1 expects 'unit'.
 """
 
+import numpy as np
 import tensorflow as tf
 
 # Eigen-decomposition of the RGB covariance of ImageNet training pixels scaled to [0, 1], as
@@ -82,6 +83,24 @@ IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
 IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
 # BVLC Caffe's per-channel means, in Caffe's BGR channel order, on 0..255 pixels.
 CAFFE_MEAN_BGR = (104.0, 117.0, 123.0)
+
+
+def normalization_affine(method: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """`normalize` as numbers: output channel c = rgb01[..., order[c]] * scale[c] + offset[c].
+
+  Every convention is a channel permutation plus a per-channel affine map of RGB in [0, 1], so
+  images in one convention convert exactly into another (eval/renormalize.py).
+  """
+  if method == "imagenet":
+    mean, std = np.array(IMAGENET_MEAN_RGB), np.array(IMAGENET_STD_RGB)
+    return np.arange(3), 1.0 / std, -mean / std
+  if method == "caffe":
+    return np.array([2, 1, 0]), np.full(3, 255.0), -np.array(CAFFE_MEAN_BGR)
+  if method == "unit":
+    return np.arange(3), np.full(3, 2.0), np.full(3, -1.0)
+  raise ValueError(
+      f"config.data.normalization={method!r}: must be 'imagenet', 'caffe' or " "'unit'"
+  )
 
 
 def normalize(image: tf.Tensor, method: str) -> tf.Tensor:

@@ -6,6 +6,10 @@ Two places hold them, both orbax:
   * an exported model directory: `variables/` (params, batch_stats) plus `model.json`, the
     model section of the config that built it. Written by the weight importer; read by
     evaluation, detection and training's `init_from`.
+Both may also hold `input.json`, the input convention the weights expect
+(`{"normalization": "caffe", ...}`): written by training and by the weight importer, checked by
+evaluation (which converts each model's views to its convention, eval/renormalize.py) and by
+`check_normalization` (fine-tuning warns), so weights are never silently fed the wrong pixels.
 `load_model_variables` reads either, so every consumer takes a workdir or an export alike,
 whatever the topology it was written on (8 devices, 2 processes, ...): arrays are restored
 replicated onto the devices of the reading process, never onto the writer's device layout.
@@ -25,6 +29,7 @@ import orbax.checkpoint as ocp
 CHECKPOINTS_SUBDIR = "checkpoints"
 VARIABLES_SUBDIR = "variables"
 MODEL_CONFIG_FILE = "model.json"
+INPUT_CONVENTION_FILE = "input.json"
 
 
 def write_model_config(directory: str, model_config: Mapping[str, Any]) -> None:
@@ -41,6 +46,36 @@ def read_model_config(directory: str) -> dict[str, Any] | None:
     return None
   with open(path) as f:
     return json.load(f)
+
+
+def write_input_convention(directory: str, normalization: str, **details: Any) -> None:
+  """`<directory>/input.json`: the config.data.normalization the weights were trained with."""
+  os.makedirs(directory, exist_ok=True)
+  with open(os.path.join(directory, INPUT_CONVENTION_FILE), "w") as f:
+    json.dump({"normalization": normalization, **details}, f, indent=2, sort_keys=True)
+
+
+def read_input_convention(directory: str) -> dict[str, Any] | None:
+  """`<directory>/input.json`, None for directories written before it existed."""
+  path = os.path.join(os.path.abspath(directory), INPUT_CONVENTION_FILE)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def check_normalization(directory: str, normalization: str) -> None:
+  """Raises ValueError when `directory`'s weights expect another input normalisation.
+
+  Directories written before input.json existed (or by other tools) are not checked.
+  """
+  expected = (read_input_convention(directory) or {}).get("normalization")
+  if expected and expected != normalization:
+    raise ValueError(
+        f"{directory} holds weights trained on input normalised with '{expected}' "
+        f"({INPUT_CONVENTION_FILE}), but this run normalises with '{normalization}', which would "
+        f"feed them the wrong pixels. Set --config.data.normalization={expected}."
+    )
 
 
 def save_model_variables(

@@ -235,6 +235,11 @@ def test_cli_round_trip(tmp_path, caffemodel, forward, ours, images):
       "paper", num_classes=NUM_CLASSES, aux_heads=True
   )
   np.testing.assert_array_equal(forward(variables, images)[0], ours[0])
+  # The export records its input convention, which evaluation feeds it (eval/renormalize.py).
+  from eval import classification
+
+  (entry,) = classification.load_models([str(out)], use_ema=False)
+  assert entry.normalization == "caffe" and entry.model_config == model_config
 
 
 def test_cli_names_a_wrong_file_without_a_traceback(tmp_path):

@@ -117,7 +117,7 @@ def test_preempted_processes_save_the_same_step(preempted_run):
 
 def test_only_process_0_writes_the_run_files(preempted_run):
   workdir, results, writes = preempted_run
-  run_files = {str(workdir / name) for name in ("summary.json", "model.json")}
+  run_files = {str(workdir / name) for name in ("summary.json", "model.json", "input.json")}
   assert run_files <= writes[0]
   assert not run_files & writes[1], writes[1]
   events = glob.glob(str(workdir / "tensorboard" / "events.out.tfevents.*"))

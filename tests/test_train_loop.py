@@ -76,6 +76,10 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, monkeypatch, capsys):
   # The workdir records the model config, so evaluation can rebuild the model.
   with open(tmp_path / "straight" / artifacts.MODEL_CONFIG_FILE) as f:
     assert json.load(f)["width"] == 0.125
+  # ... and the input convention, so evaluation refuses another normalisation.
+  artifacts.check_normalization(str(tmp_path / "straight"), tiny_config(6).data.normalization)
+  with pytest.raises(ValueError, match="--config.data.normalization="):
+    artifacts.check_normalization(str(tmp_path / "straight"), "caffe")
 
 
 def test_sigterm_saves_and_stops(tmp_path):

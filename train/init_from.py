@@ -60,6 +60,10 @@ def load_initial_variables(
     tx: optax.GradientTransformation,
     sharding: NamedSharding,
 ) -> TrainState:
+  try:
+    artifacts.check_normalization(config.init_from, config.data.normalization)
+  except ValueError as mismatch:  # fine-tuning to a new input convention is allowed, but rare
+    logging.warning("Fine-tuning across input conventions: %s", mismatch)
   loaded, _ = artifacts.load_model_variables(config.init_from)
   reinit = tuple(config.init_from_reinit)
   fresh = jax.device_get(state.variables)

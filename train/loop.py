@@ -290,6 +290,7 @@ def _train_and_evaluate(
     state = load_initial_variables(state, config, tx, replicated)
   if jax.process_index() == 0:
     artifacts.write_model_config(workdir, config.model.to_dict())
+    artifacts.write_input_convention(workdir, config.data.normalization)
 
   start_step = int(jax.device_get(state.step))
   step_fn = make_train_step(model, tx, learning_rate_fn, config, dropout_rng)
