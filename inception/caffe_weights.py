@@ -111,19 +111,12 @@ def convert_blobs(
     weights = arrays.get(blob_name(CLASSIFIER, 0))
     # V1 files store it (1, 1, classes, 1024).
     num_classes = int(weights.shape[-2]) if weights is not None and weights.ndim >= 2 else 1000
-  file_has_aux = any(layer.split("/", 1)[0] in AUX_HEADS for layer in blobs)
-  layout = list(_trunk_layout())
-  aux_layout = list(_aux_layout())
-  if aux_heads and file_has_aux:
-    layout += aux_layout
-  skippable = set() if aux_heads else {t.source_name for t in aux_layout}
   return weight_layout.convert(
       arrays,
-      layout,
+      _trunk_layout(),
+      aux_layout=_aux_layout(),
       layout_name=LAYOUT_NAME,
       model_config=model_config(num_classes, aux_heads),
-      skippable=skippable,
-      fresh_aux=aux_heads and not file_has_aux,
       seed=seed,
       adapt=_adapt_legacy_shape,
   )

@@ -164,6 +164,5 @@ def convert_checkpoint(
       layout_name=LAYOUT_NAME,
       model_config=model_config(num_classes, aux_heads),
       skippable=skippable,
-      fresh_aux=aux_heads,
       seed=seed,
   )

@@ -115,27 +115,21 @@ def convert_state_dict(
     fc = arrays.get("fc.weight")
     # Without a usable fc.weight the default only serves to list the remaining problems.
     num_classes = int(fc.shape[0]) if fc is not None and fc.ndim == 2 else 1000
-  file_has_aux = any(name.split(".", 1)[0] in AUX_HEADS for name in arrays)
-  layout = list(_trunk_layout())
-  aux_layout = list(_aux_layout())
-  if aux_heads and file_has_aux:
-    layout += aux_layout
-  # Names that may be present without being converted.
-  skippable = {
+  layout, aux_layout = list(_trunk_layout()), list(_aux_layout())
+  # BatchNorm's step counters may be present without being converted.
+  counters = {
       t.source_name.rsplit(".", 1)[0] + IGNORED_SUFFIX
       for t in layout + aux_layout
       if t.source_name.endswith(".bn.weight")
   }
-  if not aux_heads:
-    skippable |= {t.source_name for t in aux_layout}
   try:
     return weight_layout.convert(
         arrays,
         layout,
+        aux_layout=aux_layout,
         layout_name=LAYOUT_NAME,
         model_config=model_config(num_classes, aux_heads),
-        skippable=skippable,
-        fresh_aux=aux_heads and not file_has_aux,
+        skippable=counters,
         seed=seed,
     )
   except weight_layout.WeightsError as e:

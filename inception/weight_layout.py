@@ -148,24 +148,34 @@ def convert(
     *,
     layout_name: str,
     model_config: dict[str, Any],
+    aux_layout: Iterable[Tensor] = (),
     skippable: Iterable[str] = (),
-    fresh_aux: bool = False,
     seed: int = 0,
     adapt: Callable[[np.ndarray, tuple[int, ...]], np.ndarray] | None = None,
 ) -> Conversion:
   """Converts a file's tensors (name -> array) into the variables of `model_config`'s model.
 
-  layout: every tensor the file must hold; each is converted into the model's tree.
-  skippable: names the file may also hold that are not used (listed in `ignored`).
-  fresh_aux: fill the model's aux heads from its initialiser with `seed` (logged as a warning).
+  layout: every trunk tensor the file must hold; each is converted into the model's tree.
+  aux_layout: the aux heads' tensors in the source's layout. When the model has aux heads
+    (model_config['aux_heads']) and the file holds any of these, all are required; when it
+    holds none, the heads are initialised fresh from `seed` (logged as a warning). A model
+    without aux heads skips the file's aux tensors (listed in `ignored`).
+  skippable: other names the file may hold that are not used (listed in `ignored`).
   adapt: optional per-source reshaping of a stored array towards the shape the layout wants
     (Caffe's legacy 4-d blobs); a value it cannot adapt is returned unchanged and reported.
   Raises WeightsError naming every missing, unexpected, mis-shaped or non-float tensor.
   """
-  layout = list(layout)
+  layout, aux_layout = list(layout), list(aux_layout)
   target = target_tree(model_config)
   num_classes = model_config["num_classes"]
   skippable = set(skippable)
+  aux_heads = bool(model_config.get("aux_heads", True))
+  file_has_aux = any(t.source_name in arrays for t in aux_layout)
+  if aux_heads and file_has_aux:
+    layout += aux_layout
+  elif not aux_heads:
+    skippable |= {t.source_name for t in aux_layout}
+  fresh_aux = aux_heads and not file_has_aux
   expected = {t.source_name for t in layout}
 
   problems, converted, ignored = [], [], []

@@ -9,9 +9,6 @@ the model are all under test at once: a wrong field number, a wrong axis order o
 would each fail the comparison (the mutation tests below show that it can fail).
 """
 
-import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -21,7 +18,13 @@ import pytest
 from inception import caffe_format, caffe_weights, create_model, create_model_from_config, paper
 from inception.weight_layout import WeightsError
 from tests import caffe_reference
-from tests.weight_checks import assert_matches, matches, probe_images, relative_difference
+from tests.weight_checks import (
+  assert_matches,
+  matches,
+  probe_images,
+  relative_difference,
+  run_import_cli,
+)
 
 NUM_CLASSES = 1000
 SIZE = 224
@@ -213,20 +216,10 @@ def test_cli_round_trip(tmp_path, caffemodel, forward, ours, images):
   from runtime.artifacts import load_model_variables
 
   out = tmp_path / "export"
-  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  result = subprocess.run(
-      [
-          sys.executable,
-          "-m",
-          "inception.import_weights",
-          "--from=caffe",
-          f"--src={caffemodel}",
-          f"--out={out}",
-      ],
-      cwd=repo,
-      capture_output=True,
-      text=True,
-      timeout=300,
+  result = run_import_cli(
+      "--from=caffe",
+      f"--src={caffemodel}",
+      f"--out={out}",
   )
   assert result.returncode == 0, result.stderr[-3000:]
   assert "normalization=caffe" in result.stderr and "total" in result.stderr
@@ -245,20 +238,10 @@ def test_cli_round_trip(tmp_path, caffemodel, forward, ours, images):
 def test_cli_names_a_wrong_file_without_a_traceback(tmp_path):
   bad = tmp_path / "bad.caffemodel"
   caffe_format.write_caffemodel(str(bad), {"conv1/7x7_s2": [np.zeros((64, 3, 7, 7))]})
-  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  result = subprocess.run(
-      [
-          sys.executable,
-          "-m",
-          "inception.import_weights",
-          "--from=caffe",
-          f"--src={bad}",
-          f"--out={tmp_path / 'out'}",
-      ],
-      cwd=repo,
-      capture_output=True,
-      text=True,
-      timeout=300,
+  result = run_import_cli(
+      "--from=caffe",
+      f"--src={bad}",
+      f"--out={tmp_path / 'out'}",
   )
   assert result.returncode == 1
   assert "missing: conv1/7x7_s2 bias" in result.stderr

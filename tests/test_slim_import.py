@@ -11,7 +11,6 @@ aux comparison; the import gives a model with aux heads fresh ones (tested on th
 
 import importlib
 import os
-import subprocess
 import sys
 
 import jax
@@ -21,7 +20,13 @@ import pytest
 
 from inception import create_model, create_model_from_config, slim_weights
 from inception.weight_layout import WeightsError
-from tests.weight_checks import assert_matches, matches, probe_images, relative_difference
+from tests.weight_checks import (
+  assert_matches,
+  matches,
+  probe_images,
+  relative_difference,
+  run_import_cli,
+)
 
 SIZE = 224
 SLIM_HINT = (
@@ -188,21 +193,11 @@ def test_cli_round_trip(tmp_path, slim_run, forward, images):
   from runtime.artifacts import load_model_variables
 
   out = tmp_path / "export"
-  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  result = subprocess.run(
-      [
-          sys.executable,
-          "-m",
-          "inception.import_weights",
-          "--from=slim",
-          f"--src={slim_run[0]}",
-          f"--out={out}",
-          "--aux_heads=false",
-      ],
-      cwd=repo,
-      capture_output=True,
-      text=True,
-      timeout=300,
+  result = run_import_cli(
+      "--from=slim",
+      f"--src={slim_run[0]}",
+      f"--out={out}",
+      "--aux_heads=false",
   )
   assert result.returncode == 0, result.stderr[-3000:]
   assert "normalization=unit" in result.stderr

@@ -12,8 +12,6 @@ top-1 class must agree on every image.
 Tests that need PyTorch skip without it; the conversion's error checks run either way.
 """
 
-import os
-import subprocess
 import sys
 
 import jax
@@ -24,6 +22,7 @@ import pytest
 from inception import create_model, create_model_from_config, torchvision_weights
 from inception.googlenet import AuxHead
 from inception.layers import ConvBlock, kernel_init_by_name
+from tests.weight_checks import run_import_cli
 
 NUM_CLASSES = 10
 BATCH, SIZE = 2, 224
@@ -431,20 +430,10 @@ def test_cli_round_trip(torch, tmp_path, state_dict, forward, ours, reference):
       {k: torch.from_numpy(v) if v.ndim else torch.tensor(int(v)) for k, v in state_dict.items()},
       src,
   )
-  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  result = subprocess.run(
-      [
-          sys.executable,
-          "-m",
-          "inception.import_weights",
-          "--from=torchvision",
-          f"--src={src}",
-          f"--out={out}",
-      ],
-      cwd=repo,
-      capture_output=True,
-      text=True,
-      timeout=300,
+  result = run_import_cli(
+      "--from=torchvision",
+      f"--src={src}",
+      f"--out={out}",
   )
   assert result.returncode == 0, result.stderr[-3000:]
   assert "convert" in result.stderr and "total" in result.stderr  # timing is logged

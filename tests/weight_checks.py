@@ -7,7 +7,12 @@ equality is not expected) and the same top-5 classes on every image.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
+
+from tests.local_cluster import REPO_ROOT
 
 RELATIVE_TOLERANCE = 1e-4
 
@@ -46,3 +51,14 @@ def probe_images(size: int, low: float, high: float, seed: int = 0) -> np.ndarra
   waves = np.stack([np.sin(6 * x + c) * np.cos(4 * y - c) for c in range(3)], axis=-1)
   smooth = low + (waves + 1) / 2 * (high - low)
   return np.stack([noise, smooth]).astype(np.float32)
+
+
+def run_import_cli(*args: str) -> subprocess.CompletedProcess:
+  """`python -m inception.import_weights ARGS` from the repository root, output captured."""
+  return subprocess.run(
+      [sys.executable, "-m", "inception.import_weights", *args],
+      cwd=REPO_ROOT,
+      capture_output=True,
+      text=True,
+      timeout=300,
+  )
