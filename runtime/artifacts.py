@@ -30,6 +30,26 @@ CHECKPOINTS_SUBDIR = "checkpoints"
 VARIABLES_SUBDIR = "variables"
 MODEL_CONFIG_FILE = "model.json"
 INPUT_CONVENTION_FILE = "input.json"
+_single_writer_registered = False
+
+
+def write_replicated_arrays_once() -> None:
+  """Makes orbax write each replicated array from its first replica, not in slices from all.
+
+  orbax's default ("replica-parallel" saving) has every replica write a slice of a replicated
+  array, and slices each array with a jitted program per distinct shape, compiled at the first
+  save of every process: 760 replicated arrays of distinct shapes (the size of a GoogLeNet
+  train state) took 35-41 s to save the first time on XLA:CPU with 8 devices, 1.1-1.8 s with
+  this setting. The state is ~100 MB, far too small for split writes to pay.
+  Applies to the whole process (orbax keeps one type-handler registry); idempotent.
+  """
+  global _single_writer_registered
+  if _single_writer_registered:
+    return
+  ocp.type_handlers.register_type_handler(
+      jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False), override=True
+  )
+  _single_writer_registered = True
 
 
 def write_model_config(directory: str, model_config: Mapping[str, Any]) -> None:
@@ -85,6 +105,7 @@ def save_model_variables(
   directory = os.path.abspath(directory)
   os.makedirs(directory, exist_ok=True)
   tree = {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
+  write_replicated_arrays_once()
   checkpointer = ocp.StandardCheckpointer()
   checkpointer.save(os.path.join(directory, VARIABLES_SUBDIR), tree, force=True)
   checkpointer.wait_until_finished()

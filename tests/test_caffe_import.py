@@ -9,7 +9,6 @@ the model are all under test at once: a wrong field number, a wrong axis order o
 would each fail the comparison (the mutation tests below show that it can fail).
 """
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,11 +18,11 @@ from inception import caffe_format, caffe_weights, create_model, create_model_fr
 from inception.weight_layout import WeightsError
 from tests import caffe_reference
 from tests.weight_checks import (
-  assert_matches,
-  matches,
-  probe_images,
-  relative_difference,
-  run_import_cli,
+    assert_matches,
+    matches,
+    probe_images,
+    relative_difference,
+    run_import_cli,
 )
 
 NUM_CLASSES = 1000

@@ -21,11 +21,11 @@ import pytest
 from inception import create_model, create_model_from_config, slim_weights
 from inception.weight_layout import WeightsError
 from tests.weight_checks import (
-  assert_matches,
-  matches,
-  probe_images,
-  relative_difference,
-  run_import_cli,
+    assert_matches,
+    matches,
+    probe_images,
+    relative_difference,
+    run_import_cli,
 )
 
 SIZE = 224

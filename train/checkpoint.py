@@ -10,10 +10,11 @@ import os
 
 import orbax.checkpoint as ocp
 
-from runtime.artifacts import CHECKPOINTS_SUBDIR
+from runtime.artifacts import CHECKPOINTS_SUBDIR, write_replicated_arrays_once
 
 
 def checkpoint_manager(workdir: str, *, max_to_keep: int = 3) -> ocp.CheckpointManager:
+  write_replicated_arrays_once()  # no per-shape compilation at the first save
   options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
   # The handler is named up front so that item metadata (shapes, dtypes) can be read before
   # any restore: `runtime.artifacts.replicated_target` builds the restore target from it.
