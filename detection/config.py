@@ -139,6 +139,11 @@ def default_multibox_config() -> ml_collections.ConfigDict:
           # on the synthetic shapes 0.005 learned nothing in 20 epochs, 0.2 raised recall.
           base_learning_rate=0.2,
           seed=0,  # k-means++ seeding of the priors
+          # A classification model of config.model's variant and width (an import from
+          # inception.import_weights, or a training workdir) whose variables start the trunk,
+          # so MultiBox begins from ImageNet features rather than from noise; its classifier
+          # and aux heads are not used. Empty: the trunk starts from random initialisation.
+          init_from="",
       )
   )
 

@@ -62,8 +62,10 @@ def training_config(config: ml_collections.ConfigDict, records: str) -> ml_colle
   train_config.model.num_priors = settings.num_priors
   train_config.model.trunk_layer = settings.trunk_layer
   train_config.model.num_classes = 1
-  train_config.init_from = ""  # the region classifier's weights have another head
-  train_config.init_from_reinit = ()
+  # The region classifier's init_from is not MultiBox's: this one fills the trunk only.
+  train_config.init_from = settings.init_from
+  train_config.init_from_into = "trunk"
+  train_config.init_from_reinit = ("classifier",)  # the trunk's own, unused 1-class head
   data = train_config.data
   data.source = f"multibox:{records}"
   data.train_split, data.eval_split = "train", "test"

@@ -77,6 +77,8 @@ def default_config() -> ml_collections.ConfigDict:
   config.init_from = ""
   # Parameter subtrees (top-level names, e.g. "classifier") re-initialised instead of loaded.
   config.init_from_reinit = ()
+  # The submodule the init_from variables fill (e.g. 'trunk' of MultiBox); empty: the model.
+  config.init_from_into = ""
   # Multi-host: call jax.distributed.initialize(). TPU pods, SLURM and Open MPI are detected;
   # elsewhere set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID
   # (runtime/process.py).
