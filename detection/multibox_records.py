@@ -31,6 +31,7 @@ import tensorflow as tf
 
 from detection import multibox
 from input_pipeline import decode, sharding, sources
+from input_pipeline.traced import as_written
 
 MANIFEST = "manifest.json"
 
@@ -208,13 +209,13 @@ class MultiBoxSource(sources.Source):
     num_local = len(sharding.process_indices(info["num_images"], process_index, process_count))
     records = tf.data.TFRecordDataset(os.path.join(self.directory, info["file"]))
     records = records.shard(process_count, process_index).map(
-        self._parse, num_parallel_calls=tf.data.AUTOTUNE
+        as_written(self._parse), num_parallel_calls=tf.data.AUTOTUNE
     )
     records = records.cache()  # S x S uint8 per image: small at MultiBox's input sizes
     buffer = max(1, min(self.shuffle_buffer, num_local))
 
     def ordered():
-      return records.map(lambda example: self._choose(example, tf.constant(False)))
+      return records.map(as_written(lambda example: self._choose(example, tf.constant(False))))
 
     def shuffled(seed):
       def mirrored_at(position, example):
@@ -226,7 +227,7 @@ class MultiBoxSource(sources.Source):
       stream = records.shuffle(
           buffer, seed=sources.scalar_seed(seed), reshuffle_each_iteration=False
       )
-      return stream.enumerate().map(mirrored_at, num_parallel_calls=tf.data.AUTOTUNE)
+      return stream.enumerate().map(as_written(mirrored_at), num_parallel_calls=tf.data.AUTOTUNE)
 
     return sources.Shard(num_examples=num_local, ordered=ordered, shuffled=shuffled)
 

@@ -34,6 +34,7 @@ import tensorflow as tf
 from detection import boxes as box_ops
 from detection import warp
 from input_pipeline import decode, sharding, sources
+from input_pipeline.traced import as_written
 
 MANIFEST = "manifest.json"
 # Decoded images of a split are cached in memory when they take less than this.
@@ -242,7 +243,7 @@ class RegionSource(sources.Source):
     num_local = len(sharding.process_indices(info["num_images"], process_index, process_count))
     records = tf.data.TFRecordDataset(os.path.join(self.directory, info["file"]))
     records = records.shard(process_count, process_index).map(
-        parse_record, num_parallel_calls=tf.data.AUTOTUNE
+        as_written(parse_record), num_parallel_calls=tf.data.AUTOTUNE
     )
     if info["decoded_bytes"] <= _CACHE_LIMIT_BYTES:
       records = records.cache()  # built once: every epoch reads the same cache
@@ -253,8 +254,10 @@ class RegionSource(sources.Source):
       return (
           stream.enumerate()
           .map(
-              lambda position, record: self._regions_of(
-                  record, tf.random.experimental.stateless_fold_in(seed, position)
+              as_written(
+                  lambda position, record: self._regions_of(
+                      record, tf.random.experimental.stateless_fold_in(seed, position)
+                  )
               ),
               num_parallel_calls=tf.data.AUTOTUNE,
           )

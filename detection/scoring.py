@@ -28,6 +28,7 @@ from detection import metrics, warp
 from inception import create_model_from_config
 import input_pipeline
 from input_pipeline import decode, photometric, sharding
+from input_pipeline.traced import as_written
 from runtime import artifacts, progress
 from runtime import mesh as mesh_lib
 
@@ -72,7 +73,7 @@ def region_batches(
           tf.TensorSpec([None, 4], tf.float32),
       ),
   )
-  dataset = dataset.map(warp_image, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+  dataset = dataset.map(as_written(warp_image), num_parallel_calls=tf.data.AUTOTUNE).unbatch()
   if num_batches is None:
     num_batches = max(1, math.ceil(sum(len(proposals[i]) for i in image_indices) / batch_size))
   padding = {

@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from input_pipeline import sharding, sources
+from input_pipeline.traced import as_written
 
 NUM_CLASSES = 10
 TEST_SIZE = 360  # 1,797 - 360 = 1,437 training images
@@ -97,12 +98,12 @@ class DigitsSource(sources.Source):
       return {"image": upscale_to_rgb(images[index], image_size), "label": labels[index]}
 
     def ordered():
-      return tf.data.Dataset.range(num_local).map(example)
+      return tf.data.Dataset.range(num_local).map(as_written(example))
 
     def shuffled(seed):
       # A full uniform permutation each epoch: the data is in memory, so no buffer is needed.
       order = tf.random.experimental.stateless_shuffle(tf.range(num_local, dtype=tf.int64), seed)
-      return tf.data.Dataset.from_tensor_slices(order).map(example)
+      return tf.data.Dataset.from_tensor_slices(order).map(as_written(example))
 
     return sources.Shard(num_examples=num_local, ordered=ordered, shuffled=shuffled)
 

@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from input_pipeline import sharding, sources
+from input_pipeline.traced import as_written
 
 # Formats tf.io.decode_image reads; anything else is not an image to this pipeline.
 MAGIC_NUMBERS = (
@@ -133,14 +134,16 @@ class ImageFolderSource(sources.Source):
       return {"image": tf.io.read_file(paths[index]), "label": labels[index]}
 
     def ordered():
-      return tf.data.Dataset.range(len(local)).map(read, num_parallel_calls=tf.data.AUTOTUNE)
+      return tf.data.Dataset.range(len(local)).map(
+          as_written(read), num_parallel_calls=tf.data.AUTOTUNE
+      )
 
     def shuffled(seed):
       # Shuffling the file list, not a buffer of images: a full permutation every epoch at no
       # memory cost (a buffer over a class-sorted list would give class-sorted batches).
       order = tf.random.experimental.stateless_shuffle(tf.range(len(local), dtype=tf.int64), seed)
       return tf.data.Dataset.from_tensor_slices(order).map(
-          read, num_parallel_calls=tf.data.AUTOTUNE
+          as_written(read), num_parallel_calls=tf.data.AUTOTUNE
       )
 
     return sources.Shard(num_examples=len(local), ordered=ordered, shuffled=shuffled)
@@ -269,7 +272,9 @@ def _undecodable(paths: list[str]) -> list[str]:
     return index, shape
 
   checked = tf.data.Dataset.from_tensor_slices((np.arange(len(paths)), paths))
-  checked = checked.map(decodes, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+  checked = checked.map(
+      as_written(decodes), num_parallel_calls=tf.data.AUTOTUNE, deterministic=False
+  )
   checked = checked.ignore_errors()
   decoded = {int(index) for index, _ in checked.as_numpy_iterator()}
   return [path for index, path in enumerate(paths) if index not in decoded]

@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from input_pipeline import config as config_lib
 from input_pipeline import decode, eval_preprocess, preprocess, sharding, sources
+from input_pipeline.traced import as_written
 
 # Purposes folded into the seed so that shuffling and augmentation draw independent streams.
 _SHUFFLE_STREAM = 1
@@ -83,7 +84,7 @@ def create_train_dataset(
     decoded = (
         shard.ordered()
         .map(
-            lambda example: {**example, "image": decode.decode_rgb(example["image"])},
+            as_written(lambda example: {**example, "image": decode.decode_rgb(example["image"])}),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
         .cache()
@@ -95,7 +96,11 @@ def create_train_dataset(
   first_example = start_step * stream_batch
   first_epoch, offset_in_epoch = divmod(first_example, shard.num_examples)
   examples = tf.data.Dataset.range(first_epoch, _MAX_EPOCHS).flat_map(
-      lambda epoch_index: epoch(tf.random.experimental.stateless_fold_in(shuffle_seed, epoch_index))
+      as_written(
+          lambda epoch_index: epoch(
+              tf.random.experimental.stateless_fold_in(shuffle_seed, epoch_index)
+          )
+      )
   )
   examples = examples.skip(offset_in_epoch)
   positions = tf.data.Dataset.counter(first_example)
@@ -104,7 +109,7 @@ def create_train_dataset(
     # Rows [p * B, (p + 1) * B) of every global batch of G = P * B examples belong to process
     # p; make_array_from_process_local_data puts them there. Dropped before decoding.
     stream = stream.filter(
-        lambda position, _: (position // host_batch) % process_count == process_index
+        as_written(lambda position, _: (position // host_batch) % process_count == process_index)
     )
 
   def augment(position, example):
@@ -115,7 +120,7 @@ def create_train_dataset(
         "image": preprocess.preprocess_for_train(example["image"], example_seed, data_config),
     }
 
-  batches = stream.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+  batches = stream.map(as_written(augment), num_parallel_calls=tf.data.AUTOTUNE)
   if _may_hold_corrupt_files(data_config):
     # 'header' checks cannot see corrupt image data; drop such examples with a warning rather
     # than stopping a long run (the stream stays deterministic, it only loses those examples).
@@ -158,16 +163,18 @@ def create_eval_dataset(
     )
 
   examples = shard.ordered().map(
-      lambda example: {**example, "image": decode.decode_rgb(example["image"])},
+      as_written(lambda example: {**example, "image": decode.decode_rgb(example["image"])}),
       num_parallel_calls=tf.data.AUTOTUNE,
   )
   if data_config.cache:
     examples = examples.cache()
   examples = examples.map(
-      lambda example: {
-          **example,
-          "image": eval_preprocess.preprocess_for_eval(example["image"], data_config, view),
-      },
+      as_written(
+          lambda example: {
+              **example,
+              "image": eval_preprocess.preprocess_for_eval(example["image"], data_config, view),
+          }
+      ),
       num_parallel_calls=tf.data.AUTOTUNE,
   )
   # Zeros of every field (image, label and whatever else the source carries).

@@ -12,6 +12,8 @@ import math
 import jax
 import tensorflow as tf
 
+from input_pipeline.traced import as_written
+
 
 def resolve_process(
     process_index: int | None = None, process_count: int | None = None
@@ -79,7 +81,7 @@ def pad_with_mask(examples: tf.data.Dataset, padding_example: dict, total: int) 
   `padding_example` has the structure of one (unbatched) example without the mask. Padding is
   an endless repeat cut by `take`, so the shard's own size need not be known.
   """
-  real = examples.map(lambda example: {**example, "mask": tf.constant(True)})
+  real = examples.map(as_written(lambda example: {**example, "mask": tf.constant(True)}))
   padding = {name: tf.zeros_like(value) for name, value in padding_example.items()}
   padding = tf.data.Dataset.from_tensors({**padding, "mask": tf.constant(False)}).repeat()
   return real.concatenate(padding).take(total)

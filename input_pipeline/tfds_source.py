@@ -12,6 +12,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from input_pipeline import sources
+from input_pipeline.traced import as_written
 
 # Files the manual-download datasets need in <data_dir>/downloads/manual.
 MANUAL_FILES = {
@@ -77,7 +78,12 @@ class TfdsSource(sources.Source):
         split=split, shuffle_files=False, decoders={"image": tfds.decode.SkipDecoding()}
     )
     return dataset.map(
-        lambda example: {"image": example["image"], "label": tf.cast(example["label"], tf.int32)},
+        as_written(
+            lambda example: {
+                "image": example["image"],
+                "label": tf.cast(example["label"], tf.int32),
+            }
+        ),
         num_parallel_calls=tf.data.AUTOTUNE,
     )
 
