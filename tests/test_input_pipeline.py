@@ -10,6 +10,7 @@ import tensorflow as tf
 
 import input_pipeline
 from input_pipeline import digits, sharding
+from input_pipeline.traced import as_written
 
 
 def digits_config(**overrides):
@@ -176,3 +177,16 @@ def test_bad_config_values_name_the_field(field, value, message):
   config[field] = value
   with pytest.raises(ValueError, match=message):
     input_pipeline.create_train_dataset(config, 8)
+
+
+def test_map_functions_traced_as_written_refuse_python_branches_on_tensors():
+  """Without AutoGraph a Python `if` on a tensor cannot silently take one branch."""
+
+  def branches_on_a_tensor(x):
+    return x * 2 if x > 2 else x
+
+  with pytest.raises(TypeError, match="as a Python `bool` is not allowed"):
+    tf.data.Dataset.range(5).map(as_written(branches_on_a_tensor))
+  written_for_graphs = lambda x: tf.where(x > 2, x * 2, x)
+  mapped = tf.data.Dataset.range(5).map(as_written(written_for_graphs))
+  assert list(mapped.as_numpy_iterator()) == [0, 1, 2, 6, 8]
