@@ -88,14 +88,15 @@ def test_an_imagenet_googlenet_fills_the_multibox_trunk(variant):
     )
     flat_merged = dict(jax.tree_util.tree_leaves_with_path(merged))
     flat_fresh = dict(jax.tree_util.tree_leaves_with_path(fresh[collection]))
-    flat_loaded = dict(jax.tree_util.tree_leaves_with_path(loaded[collection]))
+    loaded_by_name = {
+        jax.tree_util.keystr(p): v
+        for p, v in jax.tree_util.tree_leaves_with_path(loaded[collection])
+    }
     copied = 0
     for path, value in flat_merged.items():
       keys = [k.key for k in path]
       if keys[0] == "trunk" and keys[1] != "classifier":
-        source = jax.tree_util.keystr(path[1:])
-        by_name = {jax.tree_util.keystr(p): v for p, v in flat_loaded.items()}
-        np.testing.assert_array_equal(value, by_name[source])
+        np.testing.assert_array_equal(value, loaded_by_name[jax.tree_util.keystr(path[1:])])
         copied += 1
       else:  # the box layers and the trunk's own head start fresh
         np.testing.assert_array_equal(value, flat_fresh[path])
