@@ -90,7 +90,8 @@ def default_detection_config() -> ml_collections.ConfigDict:
   )
 
   # Ensemble: models 0..num_models-1 are trained here with seeds seed, seed+1, ... (paper: 6);
-  # extra_model_dirs adds already trained ones (workdirs or exports of the same input size).
+  # extra_model_dirs adds already trained ones (workdirs or exports of the same input size;
+  # each gets the input normalisation its input.json records, converted on the device).
   config.num_models = 1
   config.extra_model_dirs = ()
   config.train = True  # False: only detect with models already trained in the workdir

@@ -8,11 +8,17 @@ Regions are warped in tf.data (all proposals of an image in one crop_and_resize,
 warp and normalisation as in training), batched to a fixed size with mask-False padding so one
 compiled forward serves every batch, and sharded over the device mesh like training batches. On several processes each warps its own
 images' regions and every process receives every score (see `score_proposals`).
+
+Regions are cut once, in the run's `config.data.normalization`; an ensemble member whose
+directory records another input convention (input.json, e.g. one fine-tuned from the Caffe
+import) gets them converted on the device, as in classification (eval/renormalize.py). The
+grey padding around a region near the image border stays the run's mean colour.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+import dataclasses
 import functools
 import json
 import math
@@ -25,6 +31,7 @@ import tensorflow as tf
 
 from detection import boxes as box_ops
 from detection import metrics, warp
+from eval import renormalize
 from inception import create_model_from_config
 import input_pipeline
 from input_pipeline import decode, photometric, sharding
@@ -85,8 +92,18 @@ def region_batches(
   return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
-def load_classifiers(model_dirs: Sequence[str], use_ema: bool) -> list[tuple[dict, Any]]:
-  """[(model config, variables)] of each workdir or exported model."""
+@dataclasses.dataclass(frozen=True)
+class Classifier:
+  """One ensemble member: the model config and variables it was saved with, and the input
+  convention its weights expect (its input.json; None when it records none: the run's)."""
+
+  model_config: dict
+  variables: Any
+  normalization: str | None = None
+
+
+def load_classifiers(model_dirs: Sequence[str], use_ema: bool) -> list[Classifier]:
+  """Each workdir's or exported model's classifier, with the input convention it records."""
   loaded = []
   for directory in model_dirs:
     variables, model_config = artifacts.load_model_variables(directory, use_ema=use_ema)
@@ -95,23 +112,40 @@ def load_classifiers(model_dirs: Sequence[str], use_ema: bool) -> list[tuple[dic
           f"{directory} does not record its model config "
           f"({artifacts.MODEL_CONFIG_FILE}); cannot rebuild the classifier."
       )
-    loaded.append((model_config, variables))
-  outputs = {config["num_classes"] for config, _ in loaded}
+    convention = artifacts.read_input_convention(directory) or {}
+    loaded.append(Classifier(model_config, variables, convention.get("normalization")))
+  outputs = {c.model_config["num_classes"] for c in loaded}
   if len(outputs) != 1:
     raise ValueError(f"ensemble members disagree on the number of outputs: {sorted(outputs)}")
   return loaded
 
 
 @functools.lru_cache(maxsize=8)
-def _predictor(model_config_json: str, mesh: jax.sharding.Mesh):
-  """Compiled softmax forward of one architecture, shared by every call (and ensemble member)."""
-  model = create_model_from_config(json.loads(model_config_json))
+def _predictor(model_config_json: str, mesh: jax.sharding.Mesh, source: str, target: str):
+  """Compiled softmax forward of one architecture taking `source`-normalised regions and
+  feeding it `target`'s convention; shared by every call and by members alike."""
+  model = renormalize.Renormalized(
+      create_model_from_config(json.loads(model_config_json)), source, target
+  )
   return jax.jit(
       lambda variables, images: jax.nn.softmax(
           model.apply(variables, images, train=False).logits, axis=-1
       ),
       out_shardings=mesh_lib.replicated(mesh),
   )
+
+
+def _member_predictor(classifier: Classifier, normalization: str, mesh: jax.sharding.Mesh):
+  target = classifier.normalization or normalization
+  if target != normalization:
+    logging.info(
+        "A classifier expects '%s' input: its regions are converted from the run's '%s' "
+        "on the device.",
+        target,
+        normalization,
+    )
+  model_config_json = json.dumps(classifier.model_config, sort_keys=True)
+  return _predictor(model_config_json, mesh, normalization, target)
 
 
 @functools.lru_cache(maxsize=8)
@@ -123,7 +157,7 @@ def _to_every_process(mesh: jax.sharding.Mesh):
 def score_proposals(
     split,
     proposals: Sequence[np.ndarray],
-    classifiers: Sequence[tuple[dict, Any]],
+    classifiers: Sequence[Classifier],
     crop_size: int,
     context_padding: int,
     normalization: str,
@@ -145,12 +179,12 @@ def score_proposals(
   replicated = mesh_lib.replicated(mesh)
   members = [
       (
-          _predictor(json.dumps(model_config, sort_keys=True), mesh),
-          jax.device_put(variables, replicated),
+          _member_predictor(classifier, normalization, mesh),
+          jax.device_put(classifier.variables, replicated),
       )
-      for model_config, variables in classifiers
+      for classifier in classifiers
   ]
-  num_outputs = classifiers[0][0]["num_classes"]
+  num_outputs = classifiers[0].model_config["num_classes"]
   scores = [np.zeros((len(p), num_outputs), np.float32) for p in proposals]
   dataset = region_batches(
       split,
