@@ -161,17 +161,17 @@ def build_ours(
     start = time.perf_counter()
     train_step = (
         jax.jit(
-            make_train_step(model, tx, learning_rate_fn, config, dropout_rng),
+            make_train_step(model, tx, learning_rate_fn, config),
             donate_argnums=(0,),
             compiler_options=options,
         )
-        .lower(state, batch_dict)
+        .lower(state, batch_dict, dropout_rng)
         .compile()
     )
     holder = {"state": state}
 
     def step() -> None:
-      holder["state"], metrics = train_step(holder["state"], batch_dict)
+      holder["state"], metrics = train_step(holder["state"], batch_dict, dropout_rng)
       jax.block_until_ready(metrics)
 
   else:

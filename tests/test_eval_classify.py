@@ -1,9 +1,11 @@
 """End to end: two short training runs on digits, then `eval.classify` as a 2-model ensemble."""
 
+import contextlib
 import importlib.util
 import json
 
 from absl import flags
+import jax
 import pytest
 
 from eval import classify, table_figure
@@ -31,6 +33,26 @@ def get_config():
   config.compilation_cache = "off"  # keep the user's cache out of the test run
   return config
 """
+
+
+@contextlib.contextmanager
+def count_compilation_cache_use():
+  """Counts the programs compiled through JAX's persistent cache, and those found there."""
+  counts = {"requests": 0, "hits": 0}
+  names = {
+      "/jax/compilation_cache/compile_requests_use_cache": "requests",
+      "/jax/compilation_cache/cache_hits": "hits",
+  }
+
+  def listen(event, **kwargs):
+    if event in names:
+      counts[names[event]] += 1
+
+  jax.monitoring.register_event_listener(listen)
+  try:
+    yield counts
+  finally:
+    jax.monitoring.unregister_event_listener(listen)
 
 
 @pytest.fixture
@@ -62,7 +84,11 @@ def test_two_trained_models_with_1_10_and_144_crops(tmp_path, parse_flags, capsy
   for seed, workdir in enumerate(workdirs):
     config = load_config(config_file)
     config.seed = seed
-    summaries.append(train_and_evaluate(config, workdir))
+    with count_compilation_cache_use() as use:
+      summaries.append(train_and_evaluate(config, workdir))
+  # Seed 1 compiled nothing: its programs (init, training and evaluation steps) are seed 0's,
+  # found in the compilation cache (tests/conftest.py), as an ensemble's members find them.
+  assert use["requests"] > 0 and use["hits"] == use["requests"], use
 
   output = tmp_path / "results.json"
   parse_flags(

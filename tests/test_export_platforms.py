@@ -69,7 +69,9 @@ def train_module(
       "image": jax.ShapeDtypeStruct((BATCH, SIZE, SIZE, 3), jnp.float32),
       "label": jax.ShapeDtypeStruct((BATCH,), jnp.int32),
   }
-  step = make_train_step(model, tx, learning_rate_fn, config, jax.random.key(1))
+  step = functools.partial(
+      make_train_step(model, tx, learning_rate_fn, config), dropout_rng=jax.random.key(1)
+  )
   return jax.export.export(jax.jit(step), platforms=(platform,))(state, batch).mlir_module()
 
 

@@ -31,8 +31,12 @@ def test_quickstart_runs_top_to_bottom(tmp_path):
   notebook = nbformat.read(NOTEBOOK, as_version=4)
   parameters = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
   assert len(parameters) == 1 and "QUICK = True" in parameters[0].source
-  # Injected after the parameters cell's own lines, as papermill does: a fresh workdir.
-  parameters[0].source += f"\nWORKDIR = {str(tmp_path / 'quickstart')!r}\n"
+  # Injected after the parameters cell's own lines, as papermill does: a fresh workdir, and the
+  # suite's compilation cache (tests/conftest.py) instead of the user's.
+  parameters[0].source += (
+      f"\nWORKDIR = {str(tmp_path / 'quickstart')!r}"
+      f"\nCOMPILATION_CACHE = {os.environ['GOOGLENET_TEST_XLA_CACHE']!r}\n"
+  )
   # A one-device CPU runtime like Colab's, not the suite's 8 simulated devices.
   env = dict(os.environ)
   env["XLA_FLAGS"] = " ".join(

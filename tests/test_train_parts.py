@@ -140,10 +140,10 @@ def test_ema_model_averages_the_batchnorm_statistics(average_batch_stats):
   batch = {"image": images, "label": jnp.arange(8) % 10}
   tx = optax.sgd(0.1)
   state = create_train_state(model.init(jax.random.key(1), images, train=False), tx)
-  step = jax.jit(make_train_step(model, tx, lambda s: 0.1, config, jax.random.key(2)))
+  step = jax.jit(make_train_step(model, tx, lambda s: 0.1, config))
   previous = state
   for _ in range(3):
-    previous, state = state, step(state, batch)[0]
+    previous, state = state, step(state, batch, jax.random.key(2))[0]
   decay = ema_decay_at(previous.step, config.ema_decay)
   for ema_old, raw, ema_new in zip(
       jax.tree.leaves(previous.ema_batch_stats),

@@ -27,11 +27,8 @@ def run_step(devices, config, batch):
 
   state = jax.jit(init, out_shardings=replicated)(jax.random.key(0))
   sharded = jax.device_put(batch, NamedSharding(mesh, PartitionSpec("data")))
-  step = jax.jit(
-      make_train_step(model, tx, lr_fn, config, jax.random.key(1)),
-      out_shardings=(replicated, replicated),
-  )
-  state, metrics = step(state, sharded)
+  step = jax.jit(make_train_step(model, tx, lr_fn, config), out_shardings=(replicated, replicated))
+  state, metrics = step(state, sharded, jax.random.key(1))
   return jax.device_get(state.params), jax.device_get(metrics)
 
 

@@ -293,11 +293,12 @@ def _train_and_evaluate(
     artifacts.write_input_convention(workdir, config.data.normalization)
 
   start_step = int(jax.device_get(state.step))
-  step_fn = make_train_step(model, tx, learning_rate_fn, config, dropout_rng)
+  step_fn = make_train_step(model, tx, learning_rate_fn, config)
   task = tasks.get_task(config.task)
+  dropout_rng = jax.jit(lambda key: key, out_shardings=replicated)(dropout_rng)
 
-  def step_and_vote(state, batch, ballot):
-    return (*step_fn(state, batch), jnp.any(ballot))
+  def step_and_vote(state, batch, ballot, dropout_rng):
+    return (*step_fn(state, batch, dropout_rng), jnp.any(ballot))
 
   train_step = jax.jit(
       step_and_vote,
@@ -364,7 +365,7 @@ def _train_and_evaluate(
   try:
     while step < total_steps:
       state, metrics, stop_vote = train_step(
-          state, next(batches), votes.ballot(stop.signal_name is not None)
+          state, next(batches), votes.ballot(stop.signal_name is not None), dropout_rng
       )
       pending.add(metrics)
       step += 1

@@ -28,12 +28,16 @@ def make_train_step(
     tx: optax.GradientTransformation,
     learning_rate_fn: Callable[[jax.Array], jax.Array],
     config: ml_collections.ConfigDict,
-    dropout_rng: jax.Array,
-) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]:
-  """The step of config.task (train/tasks.py): its loss and metrics, then the update."""
+) -> Callable[[TrainState, Batch, jax.Array], tuple[TrainState, dict[str, jax.Array]]]:
+  """The step of config.task (train/tasks.py): its loss and metrics, then the update.
+
+  The dropout key is an argument, not a constant of the program, so runs that differ only in
+  their seed (an ensemble's members, R-CNN's classifiers) compile one program and share it
+  through JAX's persistent compilation cache.
+  """
   task = tasks.get_task(config.task)
 
-  def train_step(state: TrainState, batch: Batch):
+  def train_step(state: TrainState, batch: Batch, dropout_rng: jax.Array):
     # Folding in the step makes dropout a function of the step alone, so a resumed run
     # draws exactly what the uninterrupted run would have.
     rng = jax.random.fold_in(dropout_rng, state.step)
