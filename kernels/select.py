@@ -17,6 +17,7 @@ to float summation order); only their speed differs by platform.
 from __future__ import annotations
 
 from collections.abc import Callable
+import dataclasses
 from typing import Any
 
 import jax
@@ -51,6 +52,24 @@ def kernels_for_mesh(kernels: str, num_devices: int) -> str:
   """
   check_kernels(kernels)
   return "xla" if kernels == "auto" and num_devices > 1 else kernels
+
+
+def model_for_mesh(model: Any, num_devices: int) -> Any:
+  """`model` with every `kernels` field in it, its own or a submodule's (MultiBox's trunk),
+  set by `kernels_for_mesh` for a training step partitioned over `num_devices`."""
+  changes = {}
+  for field in dataclasses.fields(model):
+    if field.name in ("parent", "name"):
+      continue
+    value = getattr(model, field.name)
+    if field.name == "kernels":
+      if kernels_for_mesh(value, num_devices) != value:
+        changes["kernels"] = kernels_for_mesh(value, num_devices)
+    elif dataclasses.is_dataclass(value) and hasattr(value, "clone"):  # a Flax submodule
+      submodule = model_for_mesh(value, num_devices)
+      if submodule is not value:
+        changes[field.name] = submodule
+  return model.clone(**changes) if changes else model
 
 
 def select(kernels: str, cpu: Callable[..., Any], xla: Callable[..., Any], *operands: Any) -> Any:
