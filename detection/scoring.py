@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 import dataclasses
 import functools
-import json
 import math
 from typing import Any
 
@@ -97,6 +96,7 @@ class Classifier:
   """One ensemble member: the model config and variables it was saved with, and the input
   convention its weights expect (its input.json; None when it records none: the run's)."""
 
+  directory: str
   model_config: dict
   variables: Any
   normalization: str | None = None
@@ -113,7 +113,7 @@ def load_classifiers(model_dirs: Sequence[str], use_ema: bool) -> list[Classifie
           f"({artifacts.MODEL_CONFIG_FILE}); cannot rebuild the classifier."
       )
     convention = artifacts.read_input_convention(directory) or {}
-    loaded.append(Classifier(model_config, variables, convention.get("normalization")))
+    loaded.append(Classifier(directory, model_config, variables, convention.get("normalization")))
   outputs = {c.model_config["num_classes"] for c in loaded}
   if len(outputs) != 1:
     raise ValueError(f"ensemble members disagree on the number of outputs: {sorted(outputs)}")
@@ -121,12 +121,9 @@ def load_classifiers(model_dirs: Sequence[str], use_ema: bool) -> list[Classifie
 
 
 @functools.lru_cache(maxsize=8)
-def _predictor(model_config_json: str, mesh: jax.sharding.Mesh, source: str, target: str):
-  """Compiled softmax forward of one architecture taking `source`-normalised regions and
-  feeding it `target`'s convention; shared by every call and by members alike."""
-  model = renormalize.Renormalized(
-      create_model_from_config(json.loads(model_config_json)), source, target
-  )
+def _predictor(model: Any, mesh: jax.sharding.Mesh):
+  """Compiled softmax forward of one (hashable) model, shared by every call and by the
+  members of one architecture and input convention."""
   return jax.jit(
       lambda variables, images: jax.nn.softmax(
           model.apply(variables, images, train=False).logits, axis=-1
@@ -136,16 +133,13 @@ def _predictor(model_config_json: str, mesh: jax.sharding.Mesh, source: str, tar
 
 
 def _member_predictor(classifier: Classifier, normalization: str, mesh: jax.sharding.Mesh):
-  target = classifier.normalization or normalization
-  if target != normalization:
-    logging.info(
-        "A classifier expects '%s' input: its regions are converted from the run's '%s' "
-        "on the device.",
-        target,
-        normalization,
-    )
-  model_config_json = json.dumps(classifier.model_config, sort_keys=True)
-  return _predictor(model_config_json, mesh, normalization, target)
+  model = renormalize.for_run(
+      create_model_from_config(classifier.model_config),
+      classifier.normalization,
+      normalization,
+      classifier.directory,
+  )
+  return _predictor(model, mesh)
 
 
 @functools.lru_cache(maxsize=8)

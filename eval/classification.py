@@ -79,16 +79,8 @@ def load_models(directories: Sequence[str], use_ema: bool) -> list[ModelToEvalua
 
 def _in_run_convention(entry: ModelToEvaluate, normalization: str) -> ModelToEvaluate:
   """The entry with a model that takes the run's views (`normalization`) and feeds its own."""
-  if entry.normalization in (None, normalization):
-    return entry
-  logging.info(
-      "%s expects '%s' input: its views are converted from the run's '%s' on the device.",
-      entry.name,
-      entry.normalization,
-      normalization,
-  )
-  model = renormalize.Renormalized(entry.model, normalization, entry.normalization)
-  return dataclasses.replace(entry, model=model)
+  model = renormalize.for_run(entry.model, entry.normalization, normalization, entry.name)
+  return entry if model is entry.model else dataclasses.replace(entry, model=model)
 
 
 def parse_crops(crops: Sequence[Any]) -> tuple[int, ...]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -57,3 +58,17 @@ class Renormalized:
 
   def apply(self, variables: Any, images: jax.Array, **kwargs: Any) -> Any:
     return self.model.apply(variables, convert(images, self.source, self.target), **kwargs)
+
+
+def for_run(model: Any, recorded: str | None, run: str, name: str) -> Any:
+  """`model` taking the run's `run`-normalised images, converted to the convention its
+  directory `name` records (`recorded`; None: the run's, and `model` is returned as is)."""
+  if recorded in (None, run):
+    return model
+  logging.info(
+      "%s expects '%s' input: its images are converted from the run's '%s' on the device.",
+      name,
+      recorded,
+      run,
+  )
+  return Renormalized(model, run, recorded)

@@ -20,6 +20,7 @@ from collections.abc import Callable
 import dataclasses
 from typing import Any
 
+from flax import linen as nn
 import jax
 
 KERNELS = ("auto", "cpu", "xla")
@@ -59,13 +60,14 @@ def model_for_mesh(model: Any, num_devices: int) -> Any:
   set by `kernels_for_mesh` for a training step partitioned over `num_devices`."""
   changes = {}
   for field in dataclasses.fields(model):
-    if field.name in ("parent", "name"):
+    if not field.init or field.name in ("parent", "name"):
       continue
     value = getattr(model, field.name)
     if field.name == "kernels":
-      if kernels_for_mesh(value, num_devices) != value:
-        changes["kernels"] = kernels_for_mesh(value, num_devices)
-    elif dataclasses.is_dataclass(value) and hasattr(value, "clone"):  # a Flax submodule
+      chosen = kernels_for_mesh(value, num_devices)
+      if chosen != value:
+        changes["kernels"] = chosen
+    elif isinstance(value, nn.Module):  # a submodule instance (MultiBox's trunk)
       submodule = model_for_mesh(value, num_devices)
       if submodule is not value:
         changes[field.name] = submodule

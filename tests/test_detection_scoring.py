@@ -45,5 +45,7 @@ def test_a_member_trained_on_caffe_input_scores_as_in_a_caffe_run(tmp_path):
   for a, b in zip(converted, in_caffe_run, strict=True):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
   # Fed the imagenet regions as they are, the same weights score differently.
-  unconverted = score(scoring.Classifier(member.model_config, member.variables), "imagenet")
+  unconverted = score(
+      scoring.Classifier(member.directory, member.model_config, member.variables), "imagenet"
+  )
   assert max(np.abs(a - b).max() for a, b in zip(unconverted, in_caffe_run)) > 1e-3

@@ -6,6 +6,7 @@ import json
 
 from absl import flags
 import jax
+from jax.experimental.compilation_cache import compilation_cache
 import pytest
 
 from eval import classify, table_figure
@@ -33,6 +34,19 @@ def get_config():
   config.compilation_cache = "off"  # keep the user's cache out of the test run
   return config
 """
+
+
+@contextlib.contextmanager
+def fresh_compilation_cache(directory):
+  """JAX's persistent compilation cache in an empty `directory`, then the suite's again."""
+  previous = jax.config.jax_compilation_cache_dir
+  compilation_cache.reset_cache()
+  jax.config.update("jax_compilation_cache_dir", str(directory))
+  try:
+    yield
+  finally:
+    compilation_cache.reset_cache()
+    jax.config.update("jax_compilation_cache_dir", previous)
 
 
 @contextlib.contextmanager
@@ -80,15 +94,18 @@ def test_two_trained_models_with_1_10_and_144_crops(tmp_path, parse_flags, capsy
   # in-process run takes its settings from a config file.
   config_file = tmp_path / "digits_folder.py"
   config_file.write_text(CONFIG_FILE.format(root=data))
-  workdirs, summaries = [str(tmp_path / f"seed{seed}") for seed in (0, 1)], []
-  for seed, workdir in enumerate(workdirs):
-    config = load_config(config_file)
-    config.seed = seed
-    with count_compilation_cache_use() as use:
-      summaries.append(train_and_evaluate(config, workdir))
-  # Seed 1 compiled nothing: its programs (init, training and evaluation steps) are seed 0's,
-  # found in the compilation cache (tests/conftest.py), as an ensemble's members find them.
-  assert use["requests"] > 0 and use["hits"] == use["requests"], use
+  workdirs, summaries, uses = [str(tmp_path / f"seed{seed}") for seed in (0, 1)], [], []
+  with fresh_compilation_cache(tmp_path / "xla_cache"):
+    for seed, workdir in enumerate(workdirs):
+      config = load_config(config_file)
+      config.seed = seed
+      with count_compilation_cache_use() as use:
+        summaries.append(train_and_evaluate(config, workdir))
+      uses.append(use)
+  # Seed 0 compiled its programs (init, training and evaluation steps) into an empty cache;
+  # seed 1 compiled nothing: its programs are seed 0's, as an ensemble's members find them.
+  assert uses[0]["requests"] > uses[0]["hits"], uses
+  assert uses[1]["requests"] > 0 and uses[1]["hits"] == uses[1]["requests"], uses
 
   output = tmp_path / "results.json"
   parse_flags(

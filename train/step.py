@@ -1,4 +1,5 @@
-"""The jit-compiled training and evaluation steps (pure functions of state and batch).
+"""The jit-compiled training and evaluation steps (pure functions of state and batch, and of
+the dropout key for training).
 
 Both run under `jax.jit` on a device mesh: the batch arrives sharded over the 'data' axis and
 the state replicated, so XLA inserts the gradient all-reduce and, for BatchNorm, computes
