@@ -12,6 +12,7 @@ process count and this process's id itself. Anywhere else, name them in the envi
 from __future__ import annotations
 
 import os
+import sys
 
 from absl import flags, logging
 import jax
@@ -116,6 +117,40 @@ def quiet_orbax_info_logs() -> None:
   logging.get_absl_handler().addFilter(_DropOrbaxInfo())
 
 
+def _is_late_callback_error(error: BaseException | None) -> bool:
+  return isinstance(error, RuntimeError) and str(error) == "Event loop is closed"
+
+
+def drop_late_callbacks_into_closed_event_loops() -> None:
+  """One warning instead of a traceback per array when a checkpoint write fails.
+
+  orbax writes each checkpoint on an asyncio event loop of its own and closes it when the
+  write fails (a full or read-only disk); TensorStore then completes the other arrays' writes
+  into the closed loop, and Python prints each as an ignored `RuntimeError: Event loop is
+  closed` with its traceback: 528 of them for a width-1/8 model on a full disk, burying the
+  one error that says what happened (which train/loop.py reports). Every other unraisable
+  exception goes to the previous hook.
+  """
+  previous = sys.unraisablehook
+  if getattr(previous, "drops_late_callbacks", False):
+    return
+  dropped = []
+
+  def hook(unraisable):
+    if not _is_late_callback_error(unraisable.exc_value):
+      previous(unraisable)
+      return
+    if not dropped:
+      logging.warning(
+          "Writes of an abandoned checkpoint kept completing into its closed event loop; "
+          "their 'Event loop is closed' errors are not shown (the write's own error is)."
+      )
+    dropped.append(1)
+
+  hook.drops_late_callbacks = True
+  sys.unraisablehook = hook
+
+
 def hide_accelerators_from_tensorflow() -> None:
   """tf.data runs on the host; TensorFlow must not claim the accelerators JAX uses."""
   import tensorflow as tf
@@ -131,6 +166,7 @@ def start_jax_process(distributed: bool, compilation_cache: str = "off") -> None
   `compilation_cache` is `config.compilation_cache` ('auto', 'off' or a directory).
   """
   quiet_orbax_info_logs()
+  drop_late_callbacks_into_closed_event_loops()
   if distributed:
     initialize_distributed()
   cache = enable_compilation_cache(compilation_cache)

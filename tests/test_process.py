@@ -1,6 +1,8 @@
 """Process start-up: the explicit-coordinator environment and the compilation cache setting."""
 
 import os
+import sys
+import types
 
 import pytest
 
@@ -44,3 +46,15 @@ def test_compilation_cache_setting(tmp_path):
   )
   assert process.compilation_cache_dir(str(tmp_path / "c")) == str(tmp_path / "c")
   assert process.compilation_cache_dir("auto", {}).startswith(os.path.expanduser("~"))
+
+
+def test_late_callbacks_into_closed_event_loops_are_dropped_and_others_kept(monkeypatch):
+  seen = []
+  monkeypatch.setattr(sys, "unraisablehook", seen.append)
+  process.drop_late_callbacks_into_closed_event_loops()
+  process.drop_late_callbacks_into_closed_event_loops()  # installing twice wraps once
+  late = types.SimpleNamespace(exc_value=RuntimeError("Event loop is closed"))
+  other = types.SimpleNamespace(exc_value=RuntimeError("something else"))
+  for unraisable in (late, late, other):
+    sys.unraisablehook(unraisable)
+  assert seen == [other]

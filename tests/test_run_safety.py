@@ -159,8 +159,11 @@ def test_resuming_with_another_model_names_the_fields(tmp_path):
     train_and_evaluate(config, str(tmp_path))
 
 
-def run_main(*args, timeout=120):
-  env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "", "JAX_NUM_CPU_DEVICES": "1"}
+def run_main(*args, timeout=120, compile_fast=False):
+  """main.py in a child on one CPU device; `compile_fast` keeps the suite's XLA -O0 (conftest)."""
+  flags = os.environ.get("XLA_FLAGS", "") if compile_fast else ""
+  flags = " ".join(f for f in flags.split() if "device_count" not in f)
+  env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": flags, "JAX_NUM_CPU_DEVICES": "1"}
   return subprocess.run(
       [sys.executable, "main.py", *args],
       cwd=REPO_ROOT,
@@ -305,19 +308,50 @@ def test_signal_during_the_final_save_leaves_the_final_evaluation_to_the_rerun(
   assert done["stopped_by"] is None and done["step"] == 3 and 0.0 <= done["eval_top1"] <= 1.0
 
 
-@pytest.fixture
-def small_filesystem(tmp_path):
-  """A 64 MB tmpfs that a test can turn read-only; skipped where mounting is not allowed."""
+def mounted_tmpfs(tmp_path, size):
+  """A tmpfs of `size` (mount's notation) under tmp_path; skips where mounting is not allowed."""
   point = tmp_path / "mnt"
   point.mkdir()
   if subprocess.run(
-      ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(point)],
+      ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)],
       capture_output=True,
       check=False,
   ).returncode:
     pytest.skip("mounting a tmpfs needs privileges this machine does not give")
+  return point
+
+
+@pytest.fixture
+def small_filesystem(tmp_path):
+  """A 64 MB tmpfs that a test can turn read-only."""
+  point = mounted_tmpfs(tmp_path, "64m")
   yield point
   subprocess.run(["umount", "-l", str(point)], capture_output=True, check=False)
+
+
+def test_a_full_disk_ends_main_in_its_error_not_in_a_flood_of_tracebacks(tmp_path):
+  # 1 MB holds the run's small files but not the first checkpoint (1.3 MB at width 1/8).
+  point = mounted_tmpfs(tmp_path, "1m")
+  try:
+    done = run_main(
+        "--config=configs/digits.py",
+        f"--workdir={point / 'run'}",
+        "--config.model.width=0.125",
+        "--config.batch_size=16",
+        "--config.num_train_steps=4",
+        "--config.checkpoint_every_steps=2",
+        "--config.compilation_cache=off",
+        compile_fast=True,
+    )
+  finally:
+    subprocess.run(["umount", "-l", str(point)], capture_output=True, check=False)
+  assert done.returncode == 1, done.stderr[-3000:]
+  last = done.stderr.strip().splitlines()[-1]
+  assert last.startswith(f"error: Could not write checkpoint {point}/run/checkpoints/2"), last
+  # Before: one 'RuntimeError: Event loop is closed' traceback per array still being written
+  # (528; 3,602 lines of output). Now orbax's own errors and the run's remain.
+  assert "RuntimeError: Event loop is closed" not in done.stderr
+  assert done.stderr.count("Traceback") < 10, done.stderr.count("Traceback")
 
 
 def fill(directory):
