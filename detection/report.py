@@ -101,9 +101,11 @@ def draw_detections(
     scores: np.ndarray,
     class_names,
     min_size: int = 384,
+    note: str | None = None,
 ):
   """PIL image: ground truth in green, predictions coloured by class with 'name score', each
-  label on a dark band and in a font sized to the picture, so it reads on photos too."""
+  label on a dark band and in a font sized to the picture, so it reads on photos too; `note`
+  in white at the bottom left."""
   from PIL import Image, ImageDraw, ImageFont
 
   scale = max(1, int(math.ceil(min_size / max(image.shape[:2]))))
@@ -136,6 +138,8 @@ def draw_detections(
     label(
         (box[0] * scale + 3, box[1] * scale + 2), f"{class_names[class_index]} {score:.2f}", colour
     )
+  if note:
+    label((3, picture.height - font.size - 6), note, (255, 255, 255))
   return picture
 
 
@@ -147,6 +151,17 @@ def shown_detections(
       (detections.image_index == image_index) & (detections.scores >= min_score)
   )
   return candidates[np.argsort(-detections.scores[candidates], kind="stable")[:max_boxes]]
+
+
+def nothing_shown_note(
+    detections: metrics.Detections, image_index: int, min_score: float
+) -> str | None:
+  """Why a picture shows no detection (none reach `min_score`), None when one does."""
+  scores = detections.scores[detections.image_index == image_index]
+  if len(scores) and scores.max() >= min_score:
+    return None
+  best = f" (best {scores.max():.2f})" if len(scores) else ""
+  return f"no detection scores >= {min_score:.2f}{best}"
 
 
 def write_visualisations(
@@ -173,6 +188,7 @@ def write_visualisations(
         detections.labels[mine],
         detections.scores[mine],
         class_names,
+        note=nothing_shown_note(detections, index, min_score),
     )
     path = os.path.join(directory, f"{annotation.image_id.replace('/', '_')}.png")
     picture.save(path)

@@ -222,3 +222,15 @@ def test_pictures_show_only_the_most_confident_detections(tmp_path):
   )
   assert picture.size == (400, 300)  # scaled up to at least 384 px on the long side
   assert np.asarray(picture).any()
+  # A picture with nothing to draw says why, in a band along its bottom.
+  assert report.nothing_shown_note(detections, 0, 0.3) is None
+  note = report.nothing_shown_note(detections, 0, 0.99)
+  assert note == "no detection scores >= 0.99 (best 0.90)"
+  assert report.nothing_shown_note(detections, 2, 0.3) == "no detection scores >= 0.30"
+  image, gt_boxes, gt_labels = np.zeros((30, 40, 3), np.uint8), np.zeros((0, 4)), np.zeros(0)
+  empty = [np.zeros((0, 4)), np.zeros(0, np.int64), np.zeros(0)]
+  plain = np.asarray(report.draw_detections(image, gt_boxes, gt_labels, *empty, ("thing",)))
+  noted = np.asarray(
+      report.draw_detections(image, gt_boxes, gt_labels, *empty, ("thing",), note=note)
+  )
+  assert not plain.any() and noted[-40:, :200].any() and not noted[:200].any()
