@@ -346,8 +346,10 @@ def test_a_full_disk_ends_main_in_its_error_not_in_a_flood_of_tracebacks(tmp_pat
   finally:
     subprocess.run(["umount", "-l", str(point)], capture_output=True, check=False)
   assert done.returncode == 1, done.stderr[-3000:]
-  last = done.stderr.strip().splitlines()[-1]
-  assert last.startswith(f"error: Could not write checkpoint {point}/run/checkpoints/2"), last
+  # The run's one-line error; not always the very last line: a write thread of orbax can still
+  # log its own failure while the interpreter exits (seen in 1 of 3 runs).
+  error = f"error: Could not write checkpoint {point}/run/checkpoints/2"
+  assert any(line.startswith(error) for line in done.stderr.splitlines()), done.stderr[-3000:]
   # Before: one 'RuntimeError: Event loop is closed' traceback per array still being written
   # (528; 3,602 lines of output). Now orbax's own errors and the run's remain.
   assert "RuntimeError: Event loop is closed" not in done.stderr
