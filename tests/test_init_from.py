@@ -3,6 +3,7 @@ heads re-initialised, or a classification GoogLeNet as the trunk of MultiBox."""
 
 import logging
 
+from absl import logging as absl_logging
 import jax
 import numpy as np
 import pytest
@@ -55,7 +56,17 @@ def test_a_tree_that_does_not_fit_names_each_tensor_and_the_flag():
   assert "--config.init_from_reinit" in message
 
 
-def test_into_fills_one_submodule_and_leaves_the_rest_fresh(caplog):
+@pytest.fixture
+def absl_info():
+  """absl drops INFO records below its verbosity, which another test in the worker may have
+  lowered; these tests read INFO records through caplog."""
+  verbosity = absl_logging.get_verbosity()
+  absl_logging.set_verbosity(absl_logging.INFO)
+  yield
+  absl_logging.set_verbosity(verbosity)
+
+
+def test_into_fills_one_submodule_and_leaves_the_rest_fresh(caplog, absl_info):
   loaded = small_tree(1)
   loaded["aux"] = {"kernel": np.ones((2, 2), np.float32)}
   fresh = {"trunk": small_tree(0), "box_offsets": {"kernel": np.zeros((4, 8), np.float32)}}
