@@ -53,3 +53,31 @@ def test_bfloat16_warns_on_cpu_only():
   assert compiler_options.compute_dtype_warning("float32", "cpu") is None
   assert compiler_options.compute_dtype_warning("bfloat16", "gpu") is None
   assert compiler_options.compute_dtype_warning("bfloat16", "tpu") is None
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA:CPU option")
+def test_init_options_draw_the_parameters_of_the_default_level():
+  """The initial state compiles with cheaper options to start sooner; it must not change."""
+  from inception import layers
+
+  shapes = [(7, 7, 3, 64), (1, 1, 192, 64), (3, 3, 96, 128), (1024, 1000)]
+
+  def draw(key):
+    keys = jax.random.split(key, 3)
+    initializers = (layers.CAFFE_XAVIER, layers.TORCHVISION_NORMAL, layers.HE_NORMAL)
+    return [init(k, shape) for init, k in zip(initializers, keys) for shape in shapes]
+
+  # The users' XLA:CPU: its default level and emitters (the suite compiles with others).
+  users = {"xla_cpu_use_fusion_emitters": True}
+  options = compiler_options.init_options("cpu", environ={})
+  quick = jax.jit(draw, compiler_options={**users, **options})
+  key = jax.random.key(3)
+  for level in ("2", "3"):  # the levels above 1, XLA:CPU's default among them
+    default = {**users, "xla_backend_optimization_level": level}
+    for got, want in zip(quick(key), jax.jit(draw, compiler_options=default)(key), strict=True):
+      np.testing.assert_array_equal(got, want)
+  assert compiler_options.init_options("gpu", environ={}) is None
+  assert compiler_options.init_options("tpu", environ={}) is None
+  # A level the user (or this suite, tests/conftest.py) set in XLA_FLAGS is not overridden.
+  flags = {"XLA_FLAGS": "--xla_backend_optimization_level=0"}
+  assert compiler_options.init_options("cpu", environ=flags) is None

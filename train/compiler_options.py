@@ -1,4 +1,4 @@
-"""XLA compiler options for the training step, chosen per backend, and a CPU dtype warning.
+"""XLA compiler options for the training programs, chosen per backend, and a CPU dtype warning.
 
 Why, on CPU: XLA:CPU (jax 0.10) hands convolutions, matmuls, reductions and element-wise
 chains to YNNPACK ("ynn fusions"), and for the training step's convolutions XLA's own are
@@ -13,6 +13,7 @@ longer knows the option, training logs a warning and runs with XLA's defaults.
 from __future__ import annotations
 
 import functools
+import os
 
 from absl import logging
 import jax
@@ -39,14 +40,32 @@ def train_step_options(platform: str | None = None) -> dict[str, str] | None:
   return options if _compiler_accepts(tuple(options.items())) else None
 
 
+def init_options(platform: str | None = None, environ=os.environ) -> dict[str, str] | None:
+  """`compiler_options` for the program that draws the initial training state.
+
+  It runs once, in milliseconds, yet XLA:CPU's default optimisation of its random-number code
+  took half of that phase of a cold launch: 18.5 -> 8.9 s for the digits default's init,
+  12.1 -> 6.3 s for the full-size `paper` GoogLeNet, at level 1 (benchmarks/README.md). Level 1
+  draws bit for bit the parameters of the default level; level 0 would be faster still but
+  rounds the normal initializers differently in the last bit (tests/test_compiler_options.py).
+  GPU and TPU compile it as they are, and a level set in XLA_FLAGS is left to rule.
+  """
+  if (platform or jax.default_backend()) != "cpu":
+    return None
+  if "xla_backend_optimization_level" in environ.get("XLA_FLAGS", ""):
+    return None
+  options = {"xla_backend_optimization_level": "1"}
+  return options if _compiler_accepts(tuple(options.items())) else None
+
+
 @functools.cache
 def _compiler_accepts(options: tuple[tuple[str, str], ...]) -> bool:
   try:
     jax.jit(lambda: 0, compiler_options=dict(options)).lower().compile()
   except Exception as error:  # the runtime's error type varies
     logging.warning(
-        "XLA rejected the CPU training options %s (%s); training uses XLA's "
-        "defaults, which were slower on CPU (see train/compiler_options.py).",
+        "XLA rejected the CPU options %s (%s); training compiles with XLA's defaults "
+        "instead, which were slower on CPU (see train/compiler_options.py).",
         dict(options),
         error,
     )

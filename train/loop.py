@@ -274,7 +274,12 @@ def _train_and_evaluate(
     variables = model.init({"params": rng, "dropout": rng}, dummy, train=False)
     return create_train_state(variables, tx)
 
-  state = jax.jit(init_state, out_shardings=replicated)(init_rng)
+  platform = compiler_options.mesh_platform(mesh)
+  state = jax.jit(
+      init_state,
+      out_shardings=replicated,
+      compiler_options=compiler_options.init_options(platform),
+  )(init_rng)
   latest = None
   if manager.all_steps():
     abstract = jax.tree.map(
@@ -302,7 +307,7 @@ def _train_and_evaluate(
       step_and_vote,
       donate_argnums=(0,),
       out_shardings=(replicated, replicated, replicated),
-      compiler_options=compiler_options.train_step_options(compiler_options.mesh_platform(mesh)),
+      compiler_options=compiler_options.train_step_options(platform),
   )
   votes = _StopVotes(mesh)
   evaluate = build_evaluators(tuple(config.evaluators), model, config, mesh)
