@@ -29,6 +29,9 @@ import atexit
 import shutil
 import tempfile
 
+from absl import logging as absl_logging
+import pytest
+
 from runtime.process import enable_compilation_cache
 
 _CACHE_ENV = "GOOGLENET_TEST_XLA_CACHE"
@@ -54,3 +57,15 @@ _LONG_FILES_FIRST = (
 def pytest_collection_modifyitems(items):
   rank = {name: index for index, name in enumerate(_LONG_FILES_FIRST)}
   items.sort(key=lambda item: rank.get(os.path.basename(str(item.path)), len(rank)))
+
+
+@pytest.fixture(autouse=True)
+def _absl_logger_level_restored():
+  """Each test starts with absl's logger as the session began: level NOTSET, so it follows
+  the root logger that `caplog.at_level` sets. `absl.logging.set_verbosity` (which tests use
+  to read INFO records, and to put back the verbosity they found) leaves an explicit level
+  behind instead, and a later test in the same worker then saw no INFO records."""
+  logger = absl_logging.get_absl_logger()
+  level = logger.level
+  yield
+  logger.setLevel(level)

@@ -80,7 +80,9 @@ def stopped_step(log):
 
 @pytest.fixture(scope="module")
 def preempted_run(tmp_path_factory):
-  """2 processes, SIGTERM to both once both have evaluated at step 2."""
+  """2 processes, SIGTERM to both once both have logged step 2: the signal meets them while
+  they save and evaluate step 2, so both vote to stop in step 3 and stop after step 4 (or,
+  if a signal comes later, after step 5); never before step 2's evaluation has finished."""
   root = tmp_path_factory.mktemp("two_processes")
   workdir = root / "workdir"
   with LocalCluster(
@@ -90,7 +92,7 @@ def preempted_run(tmp_path_factory):
       log_dir=str(root / "logs"),
       record_writes=True,
   ) as cluster:
-    assert cluster.wait_for_log("eval at step 2", timeout=240), "\n".join(cluster.logs())
+    assert cluster.wait_for_log("step 2/", timeout=240), "\n".join(cluster.logs())
     cluster.signal_all(signal.SIGTERM)
     results = cluster.wait(timeout=120)
     writes = [cluster.written_files(i) for i in range(2)]

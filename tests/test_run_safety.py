@@ -159,8 +159,11 @@ def test_resuming_with_another_model_names_the_fields(tmp_path):
     train_and_evaluate(config, str(tmp_path))
 
 
-def run_main(*args, timeout=120, compile_fast=False):
-  """main.py in a child on one CPU device; `compile_fast` keeps the suite's XLA -O0 (conftest)."""
+def run_main(*args, timeout=300, compile_fast=False):
+  """main.py in a child on one CPU device; `compile_fast` keeps the suite's XLA -O0 (conftest).
+
+  The timeout is generous: the full-disk run takes ~25 s alone, 44 s in the suite, and passed
+  120 s once when the suite ran on 3 workers."""
   flags = os.environ.get("XLA_FLAGS", "") if compile_fast else ""
   flags = " ".join(f for f in flags.split() if "device_count" not in f)
   env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": flags, "JAX_NUM_CPU_DEVICES": "1"}
