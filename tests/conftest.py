@@ -69,3 +69,10 @@ def _absl_logger_level_restored():
   level = logger.level
   yield
   logger.setLevel(level)
+
+
+@pytest.fixture
+def absl_info():
+  """absl passes INFO records on, for tests that read them through caplog (absl drops records
+  below its verbosity); the level is put back after the test by the fixture above."""
+  absl_logging.set_verbosity(absl_logging.INFO)

@@ -3,7 +3,6 @@ heads re-initialised, or a classification GoogLeNet as the trunk of MultiBox."""
 
 import logging
 
-from absl import logging as absl_logging
 import jax
 import numpy as np
 import pytest
@@ -54,16 +53,6 @@ def test_a_tree_that_does_not_fit_names_each_tensor_and_the_flag():
   assert "missing params/conv1/kernel (3, 3, 3, 4)" in message
   assert "params/classifier/kernel: checkpoint (4, 7) vs model (4, 3)" in message
   assert "--config.init_from_reinit" in message
-
-
-@pytest.fixture
-def absl_info():
-  """absl drops INFO records below its verbosity, which another test in the worker may have
-  lowered; these tests read INFO records through caplog."""
-  verbosity = absl_logging.get_verbosity()
-  absl_logging.set_verbosity(absl_logging.INFO)
-  yield
-  absl_logging.set_verbosity(verbosity)
 
 
 def test_into_fills_one_submodule_and_leaves_the_rest_fresh(caplog, absl_info):

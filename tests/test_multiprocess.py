@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 
-from absl import logging as absl_logging
 import jax
 import numpy as np
 import pytest
@@ -149,7 +148,7 @@ def test_two_processes_equal_one_process_on_the_same_global_batches(preempted_ru
       np.testing.assert_allclose(a, b, rtol=PARAM_RTOL, atol=PARAM_ATOL)
 
 
-def test_one_process_resumes_the_two_process_checkpoint(preempted_run, tmp_path, caplog):
+def test_one_process_resumes_the_two_process_checkpoint(preempted_run, tmp_path, caplog, absl_info):
   """This test process (1 process x 8 devices) continues the 2-process run's checkpoint."""
   workdir, results, _ = preempted_run
   steps = stopped_step(results[0].log)
@@ -157,13 +156,8 @@ def test_one_process_resumes_the_two_process_checkpoint(preempted_run, tmp_path,
   shutil.copytree(workdir, resumed)
   config = in_process_config(steps + 2)
   config.eval_every_steps = -1
-  verbosity = absl_logging.get_verbosity()
-  absl_logging.set_verbosity(absl_logging.INFO)  # other tests may have quietened absl
-  try:
-    with caplog.at_level("INFO"):
-      summary = train_and_evaluate(config, str(resumed))
-  finally:
-    absl_logging.set_verbosity(verbosity)
+  with caplog.at_level("INFO"):
+    summary = train_and_evaluate(config, str(resumed))
   assert f"Resumed from {resumed}/checkpoints at step {steps}" in caplog.text
   assert f"step {steps + 1}/{steps + 2}" in caplog.text and "step 1/" not in caplog.text
   assert summary["step"] == steps + 2 and summary["process_count"] == 1

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 
-from absl import logging as absl_logging
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -234,14 +233,6 @@ def test_second_signal_stops_at_once():
   assert "first SIGINT" in done.stdout and "ignored" not in done.stdout
   assert done.returncode == -signal.SIGINT and time.time() - start < 25
   assert "still starting" in done.stderr  # no step had run: the log says compilation waits
-
-
-@pytest.fixture
-def absl_info():
-  verbosity = absl_logging.get_verbosity()
-  absl_logging.set_verbosity(absl_logging.INFO)
-  yield
-  absl_logging.set_verbosity(verbosity)
 
 
 def test_signal_during_evaluation_saves_stops_and_resumes(tmp_path, monkeypatch, caplog, absl_info):

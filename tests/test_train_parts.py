@@ -196,15 +196,14 @@ def test_progress_bars_only_where_someone_watches(monkeypatch, capsys):
   assert re.search(r"shown: 100%.*3/3", capsys.readouterr().err)
 
 
-def test_progress_log_leaves_the_compiling_first_update_out_of_the_rate(monkeypatch, caplog):
-  from absl import logging as absl_logging
-
+def test_progress_log_leaves_the_compiling_first_update_out_of_the_rate(
+    monkeypatch, caplog, absl_info
+):
   from runtime import progress
 
   now = [0.0]
   monkeypatch.setattr(progress.time, "time", lambda: now[0])
   monkeypatch.setenv("GOOGLENET_PROGRESS_BARS", "0")
-  absl_logging.set_verbosity(absl_logging.INFO)
   tracker = progress.Progress("scoring regions", 3, "batch", every_seconds=5.0)
   with caplog.at_level("INFO"):
     now[0] = 50.0
