@@ -11,16 +11,16 @@
 
 The CPU formulations: 1x1 convolutions as matmuls (kernels/conv1x1.py) and the max-pool
 gradient without select_and_scatter (kernels/max_pool.py). They compute the same values (up
-to float summation order); only their speed differs by platform.
+to float summation order); only their speed differs by platform. That holds on a mesh of
+several devices too: the gradient differences once seen there were ReLU's kink met within
+rounding, which any change of summation order shows (tests/test_train_sharding.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-import dataclasses
 from typing import Any
 
-from flax import linen as nn
 import jax
 
 KERNELS = ("auto", "cpu", "xla")
@@ -36,42 +36,6 @@ def check_kernels(kernels: str) -> str:
         "when the program is lowered)."
     )
   return kernels
-
-
-def kernels_for_mesh(kernels: str, num_devices: int) -> str:
-  """The choice for a training step partitioned over `num_devices`: 'auto' becomes 'xla' there.
-
-  Measured (jax 0.10.2, XLA:CPU, digits config at width 1/8): on one device the CPU
-  formulations and XLA's ops give the same gradients (step-1 gradient norm 134.820 against
-  134.819); on 8 devices (one process, or 2 processes x 4) the CPU formulations gave 136.749
-  and ~90 of 305 parameters up to 30% off after one step, with the 1x1 matmuls as the cause
-  (XLA's 1x1 convolutions with the custom pool gradient: 134.819) and the result depending on
-  XLA's optimisation level, while XLA's ops matched one device to 2e-5. Until that is
-  understood, partitioned programs use XLA's ops; CPU meshes of several devices only
-  simulate clusters, so speed matters less there than the right gradient. GPU and TPU get
-  XLA's ops from 'auto' anyway.
-  """
-  check_kernels(kernels)
-  return "xla" if kernels == "auto" and num_devices > 1 else kernels
-
-
-def model_for_mesh(model: Any, num_devices: int) -> Any:
-  """`model` with every `kernels` field in it, its own or a submodule's (MultiBox's trunk),
-  set by `kernels_for_mesh` for a training step partitioned over `num_devices`."""
-  changes = {}
-  for field in dataclasses.fields(model):
-    if not field.init or field.name in ("parent", "name"):
-      continue
-    value = getattr(model, field.name)
-    if field.name == "kernels":
-      chosen = kernels_for_mesh(value, num_devices)
-      if chosen != value:
-        changes["kernels"] = chosen
-    elif isinstance(value, nn.Module):  # a submodule instance (MultiBox's trunk)
-      submodule = model_for_mesh(value, num_devices)
-      if submodule is not value:
-        changes[field.name] = submodule
-  return model.clone(**changes) if changes else model
 
 
 def select(kernels: str, cpu: Callable[..., Any], xla: Callable[..., Any], *operands: Any) -> Any:

@@ -25,7 +25,6 @@ import orbax.checkpoint as ocp
 
 from inception import create_model_from_config
 import input_pipeline
-from kernels.select import model_for_mesh
 from runtime import artifacts, progress
 from runtime import mesh as mesh_lib
 from train import checkpoint, compiler_options, curves, reporting, resume, schedule, tasks
@@ -259,7 +258,7 @@ def _train_and_evaluate(
   total_steps = schedule.total_train_steps(config, num_train)
   per_epoch = schedule.steps_per_epoch(num_train, config.batch_size)
 
-  model = model_for_mesh(create_model_from_config(config.model), mesh.size)
+  model = create_model_from_config(config.model)
   dtype_warning = compiler_options.compute_dtype_warning(config.model.dtype)
   if dtype_warning:
     logging.warning(dtype_warning)
