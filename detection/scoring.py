@@ -106,6 +106,7 @@ def load_classifiers(model_dirs: Sequence[str], use_ema: bool) -> list[Classifie
   """Each workdir's or exported model's classifier, with the input convention it records."""
   loaded = []
   for directory in model_dirs:
+    logging.info("Restoring the region classifier in %s.", directory)
     variables, model_config = artifacts.load_model_variables(directory, use_ema=use_ema)
     if model_config is None:
       raise FileNotFoundError(
@@ -191,6 +192,15 @@ def score_proposals(
       num_batches,
   )
   gather = _to_every_process(mesh)
+  logging.info(
+      "Scoring %d regions of %d images in %d batches of %d per process with %d classifier(s); "
+      "the first batch includes XLA compilation.",
+      sum(len(p) for p in proposals),
+      len(split),
+      num_batches,
+      host_batch,
+      len(members),
+  )
   tracker = progress.Progress("scoring regions", num_batches, "batch", detail=f" of {host_batch}")
   for batch in input_pipeline.prefetch_to_mesh(dataset.as_numpy_iterator(), mesh):
     probabilities = sum(

@@ -25,7 +25,7 @@ def saved_classifier(directory, normalization):
   return str(directory)
 
 
-def test_a_member_trained_on_caffe_input_scores_as_in_a_caffe_run(tmp_path):
+def test_a_member_trained_on_caffe_input_scores_as_in_a_caffe_run(tmp_path, absl_info, caplog):
   config = tiny_config(tmp_path / "cache").detection
   split = datasets.load_split(config, "test")
   # Proposals inside the images and no context padding: no grey fill, whose colour is the
@@ -41,6 +41,12 @@ def test_a_member_trained_on_caffe_input_scores_as_in_a_caffe_run(tmp_path):
     return scoring.score_proposals(split, proposals, [classifier], CROP, 0, normalization, 64, mesh)
 
   in_caffe_run = score(member, "caffe")
+  # The silent part before the first progress line (restore, compilation) is announced.
+  assert f"Restoring the region classifier in {tmp_path / 'caffe'}." in caplog.text
+  assert (
+      f"Scoring {3 * len(split)} regions of {len(split)} images in 1 batches of 64 per process "
+      "with 1 classifier(s); the first batch includes XLA compilation." in caplog.text
+  )
   converted = score(member, "imagenet")
   for a, b in zip(converted, in_caffe_run, strict=True):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
