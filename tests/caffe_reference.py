@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from inception import paper
+from tests.child_process import HANG_GUARD_SECONDS
 
 OPENCV4_DIR = os.environ.get(
     "GOOGLENET_OPENCV4_DIR", os.path.join(os.path.expanduser("~"), ".cache/googlenet/opencv4")
@@ -157,7 +158,7 @@ def opencv4_forward(
       env=env,
       capture_output=True,
       text=True,
-      timeout=300,
+      timeout=HANG_GUARD_SECONDS,
   )
   assert completed.returncode == 0, completed.stderr[-3000:]
   with np.load(result) as data:

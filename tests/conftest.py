@@ -6,15 +6,24 @@ before JAX initialises its backend, which is why it lives here and not in a test
 
 import os
 
+from tests.child_process import CALLER_XLA_FLAGS_ENV
+
 # The suite is compile-bound: the tiny test models run in milliseconds but compile in seconds.
 # XLA's LLVM optimisation passes and its MLIR fusion emitters dominate that compile time, so the
 # suite compiles at optimisation level 0 (a narrow GoogLeNet's init: ~15 s -> ~4 s) and with
 # XLA:CPU's classic emitters (a width-1/8 digits run at level 0: init 8.6 -> 5.6 s, training
-# step 13 -> 6 s). Behaviour is unchanged.
-os.environ.setdefault(
-    "XLA_FLAGS",
-    "--xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0"
-    " --xla_cpu_use_fusion_emitters=false",
+# step 13 -> 6 s). Behaviour is unchanged. Flags of the caller's own XLA_FLAGS (another
+# instruction set, `--xla_cpu_max_isa=AVX2`, say) are kept and win over these defaults.
+_SUITE_XLA_FLAGS = (
+    "--xla_force_host_platform_device_count=8",
+    "--xla_backend_optimization_level=0",
+    "--xla_cpu_use_fusion_emitters=false",
+)
+os.environ.setdefault(CALLER_XLA_FLAGS_ENV, os.environ.get("XLA_FLAGS", ""))
+_given = os.environ.get("XLA_FLAGS", "").split()
+_named = {flag.split("=")[0] for flag in _given}
+os.environ["XLA_FLAGS"] = " ".join(
+    _given + [flag for flag in _SUITE_XLA_FLAGS if flag.split("=")[0] not in _named]
 )
 # TensorFlow must never grab an accelerator that JAX wants, and its C++ logging is noise here.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -226,17 +226,31 @@ def check(commands: list[Command]) -> list[dict]:
   return results
 
 
+def _is_repository_module(name: str, module) -> bool:
+  """True for this repository's own modules (`train.loop`, `main`), never for a library.
+
+  Judged by the file's place in its package, not by "the file lies under the repository": the
+  README's setup puts a virtual environment in the clone (`.venv/`), so jax and TensorFlow lie
+  under it too, and dropping jaxlib from sys.modules made the next import abort the process
+  (jaxlib 0.10.2: `absl::log_internal::SetTimeZone() has already been called`, SIGABRT).
+  """
+  path = getattr(module, "__file__", None) or ""
+  top = name.split(".")[0]
+  package = os.path.join(REPO_ROOT, top)
+  return path == package + ".py" or path.startswith(package + os.sep)
+
+
 def _forget(flags_before: set[str], modules_before: set[str]) -> None:
   """Undoes a binary's flag definitions, and drops the repository modules it imported (their
-  import defines flags, e.g. benchmarks.roofline importing benchmarks.throughput)."""
+  import defines flags, e.g. benchmarks.roofline importing benchmarks.throughput). Libraries
+  stay imported: some cannot be imported twice in one process (see _is_repository_module)."""
   from absl import flags
 
   flags.FLAGS.unparse_flags()
   for name in set(flags.FLAGS) - flags_before:
     delattr(flags.FLAGS, name)
   for name in set(sys.modules) - modules_before:
-    path = getattr(sys.modules[name], "__file__", None) or ""
-    if path.startswith(REPO_ROOT + os.sep):
+    if _is_repository_module(name, sys.modules[name]):
       del sys.modules[name]
 
 

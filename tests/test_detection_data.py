@@ -14,6 +14,7 @@ import tensorflow_datasets as tfds
 from detection import config as detection_config
 from detection import datasets, regions, scoring, synthetic, voc
 import input_pipeline
+from tests.child_process import HANG_GUARD_SECONDS
 from tests.local_cluster import REPO_ROOT
 
 
@@ -428,7 +429,7 @@ def test_regions_source_resolves_in_a_process_that_never_imported_detection(regi
       env=env,
       capture_output=True,
       text=True,
-      timeout=120,
+      timeout=HANG_GUARD_SECONDS,
       check=False,
   )
   assert done.returncode == 0, done.stderr[-3000:]

@@ -8,8 +8,12 @@ absl flags are process-global and every binary defines its own.
 import os
 import subprocess
 import sys
+import types
+
+from absl import flags
 
 from tests import documented_commands
+from tests.child_process import HANG_GUARD_SECONDS
 from tests.local_cluster import REPO_ROOT
 
 
@@ -25,6 +29,29 @@ def test_the_documentation_names_the_main_commands():
   assert not any("..." in t for t in texts)  # patterns with placeholders are not commands
 
 
+def test_only_repository_modules_are_dropped_between_commands():
+  """A library installed in a virtual environment inside the clone (the README's setup puts
+  `.venv` there) stays imported: jaxlib aborts the process when it is imported twice."""
+  root = documented_commands.REPO_ROOT
+  site = os.path.join(root, ".venv", "lib", "python3.11", "site-packages")
+  library = types.ModuleType("fake_library")
+  library.__file__ = os.path.join(site, "fake_library", "__init__.py")
+  own = types.ModuleType("configs.fake_config")
+  own.__file__ = os.path.join(root, "configs", "fake_config.py")
+  before = set(sys.modules)
+  sys.modules.update({"fake_library": library, "configs.fake_config": own})
+  try:
+    documented_commands._forget(set(flags.FLAGS), before)
+    assert sys.modules.get("fake_library") is library
+    assert "configs.fake_config" not in sys.modules
+  finally:
+    sys.modules.pop("fake_library", None)
+    sys.modules.pop("configs.fake_config", None)
+  is_own = documented_commands._is_repository_module
+  assert is_own("main", types.SimpleNamespace(__file__=os.path.join(root, "main.py")))
+  assert not is_own("jax", types.SimpleNamespace(__file__=os.path.join(site, "jax", "x.py")))
+
+
 def test_every_documented_command_parses_with_its_binary():
   env = {**os.environ, "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "2"}
   done = subprocess.run(
@@ -33,7 +60,7 @@ def test_every_documented_command_parses_with_its_binary():
       env=env,
       capture_output=True,
       text=True,
-      timeout=300,
+      timeout=HANG_GUARD_SECONDS,
       check=False,
   )
   failures = [line for line in done.stdout.splitlines() if line.startswith(("FAIL", "     "))]

@@ -5,6 +5,7 @@ import os
 from nbclient import NotebookClient
 import nbformat
 
+from tests.child_process import HANG_GUARD_SECONDS
 from tests.local_cluster import REPO_ROOT
 
 NOTEBOOK = os.path.join(REPO_ROOT, "notebooks", "quickstart.ipynb")
@@ -46,7 +47,7 @@ def test_quickstart_runs_top_to_bottom(tmp_path):
   )
   client = NotebookClient(
       notebook,
-      timeout=600,
+      timeout=HANG_GUARD_SECONDS,
       kernel_name="python3",
       resources={"metadata": {"path": os.path.join(REPO_ROOT, "notebooks")}},
   )

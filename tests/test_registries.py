@@ -13,6 +13,7 @@ from inception import GoogLeNetOutput, create_model_from_config, models
 import input_pipeline
 from input_pipeline import sources
 from runtime.mesh import create_data_mesh
+from tests.child_process import HANG_GUARD_SECONDS
 from tests.local_cluster import REPO_ROOT
 from train import evaluators
 
@@ -61,7 +62,11 @@ def test_every_built_in_source_resolves_in_a_fresh_process():
       "    print(kind, sources.SOURCES.get(kind).__module__)\n"
   )
   done = subprocess.run(
-      [sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+      [sys.executable, "-c", script],
+      cwd=REPO_ROOT,
+      capture_output=True,
+      text=True,
+      timeout=HANG_GUARD_SECONDS,
   )
   assert done.returncode == 0, done.stderr[-2000:]
   assert (

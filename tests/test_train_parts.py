@@ -14,6 +14,7 @@ import pytest
 
 from configs import digits, googlenet
 from inception import GoogLeNetOutput
+from tests.child_process import HANG_GUARD_SECONDS
 from tests.local_cluster import REPO_ROOT
 from train import schedule
 from train.config import check_config
@@ -173,7 +174,7 @@ def test_loading_a_config_imports_no_framework():
       cwd=REPO_ROOT,
       capture_output=True,
       text=True,
-      timeout=120,
+      timeout=HANG_GUARD_SECONDS,
       check=False,
   )
   assert done.returncode == 0, done.stderr[-3000:]

@@ -12,6 +12,7 @@ import sys
 
 import numpy as np
 
+from tests.child_process import HANG_GUARD_SECONDS
 from tests.local_cluster import REPO_ROOT
 
 RELATIVE_TOLERANCE = 1e-4
@@ -60,5 +61,5 @@ def run_import_cli(*args: str) -> subprocess.CompletedProcess:
       cwd=REPO_ROOT,
       capture_output=True,
       text=True,
-      timeout=300,
+      timeout=HANG_GUARD_SECONDS,
   )
