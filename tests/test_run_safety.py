@@ -372,8 +372,10 @@ def fill(directory):
 
 def make_read_only(point):
   # A remount fails (EBUSY) while a write is in progress on the file system, e.g. a
-  # TensorBoard flush in the background, so it is retried for a few seconds.
-  for _ in range(50):
+  # TensorBoard flush in the background, so it is retried until the hang guard (a loaded
+  # machine can take long to finish a write).
+  deadline = time.monotonic() + HANG_GUARD_SECONDS
+  while time.monotonic() < deadline:
     if (
         subprocess.run(
             ["mount", "-o", "remount,ro", str(point)], capture_output=True, check=False
