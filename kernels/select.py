@@ -12,8 +12,9 @@
 The CPU formulations: 1x1 convolutions as matmuls (kernels/conv1x1.py) and the max-pool
 gradient without select_and_scatter (kernels/max_pool.py). They compute the same values (up
 to float summation order); only their speed differs by platform. That holds on a mesh of
-several devices too: the gradient differences once seen there were ReLU's kink met within
-rounding, which any change of summation order shows (tests/test_train_sharding.py).
+several devices and processes too: the gradient differences once seen there were ReLU's kink
+met within rounding, which any change of summation order shows (tests/test_train_sharding.py,
+tests/test_multiprocess.py).
 """
 
 from __future__ import annotations

@@ -47,7 +47,8 @@ def test_quickstart_runs_top_to_bottom(tmp_path):
   )
   client = NotebookClient(
       notebook,
-      timeout=HANG_GUARD_SECONDS,
+      timeout=HANG_GUARD_SECONDS,  # per cell
+      startup_timeout=HANG_GUARD_SECONDS,  # the kernel's start (nbclient's default: 60 s)
       kernel_name="python3",
       resources={"metadata": {"path": os.path.join(REPO_ROOT, "notebooks")}},
   )
