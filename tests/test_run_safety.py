@@ -326,10 +326,21 @@ def mounted_tmpfs(tmp_path, size):
 
 @pytest.fixture
 def small_filesystem(tmp_path):
-  """A 64 MB tmpfs that a test can turn read-only."""
-  point = mounted_tmpfs(tmp_path, "64m")
-  yield point
-  subprocess.run(["umount", "-l", str(point)], capture_output=True, check=False)
+  """A workdir whose checkpoints directory is a 64 MB tmpfs of its own, which a test can turn
+  read-only or fill: the run keeps its TensorBoard file open for writing elsewhere in the
+  workdir, and a file open for writing makes a file system refuse to turn read-only (EBUSY)."""
+  workdir = mounted_tmpfs(tmp_path, "64m") / "run"
+  (workdir / "checkpoints").mkdir(parents=True)
+  checkpoints = workdir / "checkpoints"
+  if subprocess.run(
+      ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(checkpoints)],
+      capture_output=True,
+      check=False,
+  ).returncode:
+    pytest.skip("mounting a tmpfs needs privileges this machine does not give")
+  yield workdir
+  for point in (checkpoints, workdir.parent):
+    subprocess.run(["umount", "-l", str(point)], capture_output=True, check=False)
 
 
 def test_a_full_disk_ends_main_in_its_error_not_in_a_flood_of_tracebacks(tmp_path):
@@ -393,7 +404,8 @@ def test_unwritable_disk_at_checkpoint_time_names_the_directory_and_keeps_the_la
 ):
   from train import loop
 
-  workdir = small_filesystem / "run"
+  workdir = small_filesystem
+  spoiled = workdir / "checkpoints"
   make_manager = checkpoint.checkpoint_manager
 
   def manager_whose_disk_turns_read_only(*args, **kwargs):
@@ -403,7 +415,7 @@ def test_unwritable_disk_at_checkpoint_time_names_the_directory_and_keeps_the_la
     def save_on_a_read_only_disk(step, *save_args, **save_kwargs):
       if step == 4:
         manager.wait_until_finished()  # step 2 is complete, as it would be by then
-        spoil(small_filesystem)
+        spoil(spoiled)
       return save(step, *save_args, **save_kwargs)
 
     manager.save = save_on_a_read_only_disk
@@ -419,9 +431,9 @@ def test_unwritable_disk_at_checkpoint_time_names_the_directory_and_keeps_the_la
   ):
     train_and_evaluate(config, str(workdir))
   monkeypatch.setattr(loop.checkpoint, "checkpoint_manager", make_manager)
-  subprocess.run(["mount", "-o", "remount,rw", str(small_filesystem)], check=True)
-  if os.path.exists(small_filesystem / "filler"):
-    os.remove(small_filesystem / "filler")
+  subprocess.run(["mount", "-o", "remount,rw", str(spoiled)], check=True)
+  if os.path.exists(spoiled / "filler"):
+    os.remove(spoiled / "filler")
   assert checkpoint.checkpoint_manager(str(workdir)).latest_step() == 2
   variables, _ = artifacts.load_model_variables(str(workdir), step=2)
   assert jax.tree.leaves(variables)
