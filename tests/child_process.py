@@ -26,7 +26,7 @@ def xla_flags(*, suite_compile_flags: bool) -> str:
   `suite_compile_flags` the suite's quick-compile flags (tests/conftest.py) do as well. The
   suite's 8 simulated devices never do.
   """
-  source = os.environ["XLA_FLAGS" if suite_compile_flags else CALLER_XLA_FLAGS_ENV]
+  source = os.environ.get("XLA_FLAGS" if suite_compile_flags else CALLER_XLA_FLAGS_ENV, "")
   return " ".join(
       f for f in source.split() if not f.startswith("--xla_force_host_platform_device_count")
   )

@@ -22,6 +22,8 @@ import subprocess
 import sys
 import time
 
+from tests import child_process
+
 LOOPBACK = "127.0.0.1"
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -89,12 +91,7 @@ class LocalCluster:
         }
     )
     # The device count of a parent test process (conftest's XLA_FLAGS) must not leak in.
-    flags = [
-        f
-        for f in env.get("XLA_FLAGS", "").split()
-        if not f.startswith("--xla_force_host_platform_device_count")
-    ]
-    env["XLA_FLAGS"] = " ".join(flags)
+    env["XLA_FLAGS"] = child_process.xla_flags(suite_compile_flags=True)
     if self.record_writes:
       hook_dir = os.path.join(self.log_dir, "sitecustomize")
       env["PYTHONPATH"] = os.pathsep.join(

@@ -5,6 +5,7 @@ import os
 from nbclient import NotebookClient
 import nbformat
 
+from tests import child_process
 from tests.child_process import HANG_GUARD_SECONDS
 from tests.local_cluster import REPO_ROOT
 
@@ -40,11 +41,7 @@ def test_quickstart_runs_top_to_bottom(tmp_path):
   )
   # A one-device CPU runtime like Colab's, not the suite's 8 simulated devices.
   env = dict(os.environ)
-  env["XLA_FLAGS"] = " ".join(
-      f
-      for f in env.get("XLA_FLAGS", "").split()
-      if not f.startswith("--xla_force_host_platform_device_count")
-  )
+  env["XLA_FLAGS"] = child_process.xla_flags(suite_compile_flags=True)
   client = NotebookClient(
       notebook,
       timeout=HANG_GUARD_SECONDS,  # per cell

@@ -311,10 +311,9 @@ def test_signal_during_the_final_save_leaves_the_final_evaluation_to_the_rerun(
   assert done["stopped_by"] is None and done["step"] == 3 and 0.0 <= done["eval_top1"] <= 1.0
 
 
-def mounted_tmpfs(tmp_path, size):
-  """A tmpfs of `size` (mount's notation) under tmp_path; skips where mounting is not allowed."""
-  point = tmp_path / "mnt"
-  point.mkdir()
+def mounted_tmpfs(point, size):
+  """A tmpfs of `size` (mount's notation) at `point`; skips where mounting is not allowed."""
+  point.mkdir(parents=True)
   if subprocess.run(
       ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)],
       capture_output=True,
@@ -329,15 +328,8 @@ def small_filesystem(tmp_path):
   """A workdir whose checkpoints directory is a 64 MB tmpfs of its own, which a test can turn
   read-only or fill: the run keeps its TensorBoard file open for writing elsewhere in the
   workdir, and a file open for writing makes a file system refuse to turn read-only (EBUSY)."""
-  workdir = mounted_tmpfs(tmp_path, "64m") / "run"
-  (workdir / "checkpoints").mkdir(parents=True)
-  checkpoints = workdir / "checkpoints"
-  if subprocess.run(
-      ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(checkpoints)],
-      capture_output=True,
-      check=False,
-  ).returncode:
-    pytest.skip("mounting a tmpfs needs privileges this machine does not give")
+  workdir = mounted_tmpfs(tmp_path / "mnt", "64m") / "run"
+  checkpoints = mounted_tmpfs(workdir / "checkpoints", "64m")
   yield workdir
   for point in (checkpoints, workdir.parent):
     subprocess.run(["umount", "-l", str(point)], capture_output=True, check=False)
@@ -345,7 +337,7 @@ def small_filesystem(tmp_path):
 
 def test_a_full_disk_ends_main_in_its_error_not_in_a_flood_of_tracebacks(tmp_path):
   # 1 MB holds the run's small files but not the first checkpoint (1.3 MB at width 1/8).
-  point = mounted_tmpfs(tmp_path, "1m")
+  point = mounted_tmpfs(tmp_path / "mnt", "1m")
   try:
     done = run_main(
         "--config=configs/digits.py",
