@@ -246,11 +246,10 @@ def detect(
     config: ml_collections.ConfigDict,
     test_split: datasets.DetectionSplit,
     test_proposals: list[np.ndarray],
-    members: list[str],
+    classifiers: list[scoring.Classifier],
 ) -> metrics.Detections:
   """Phase 5: scores every test proposal with the ensemble (softmax averaged), per-class NMS."""
   section = config.detection
-  classifiers = scoring.load_classifiers(members, section.use_ema)
   scores = scoring.score_proposals(
       test_split,
       test_proposals,
@@ -316,9 +315,10 @@ def _labelled(extra: dict) -> dict:
   return {_EXTRA_LABELS[name]: result for name, result in extra.items() if name in _EXTRA_LABELS}
 
 
-def _compare_proposal_sets(config, data, built, members, cache_dir, out):
+def _compare_proposal_sets(config, data, built, classifiers, run_detections, cache_dir, out):
   """Recall and AP of the whole pipeline on the test split for each proposal set, the same
-  region classifier(s) scoring all; with one class, MultiBox's own confidences too."""
+  region classifier(s) scoring all; with one class, MultiBox's own confidences too.
+  `run_detections` are the run's own, on `built.chosen`: that set is not scored twice."""
   section = config.detection
   test_split = data.splits["test"]
   ground_truths = test_split.ground_truths()
@@ -345,7 +345,10 @@ def _compare_proposal_sets(config, data, built, members, cache_dir, out):
   )
   measures = []
   for name, boxes in sets.items():
-    detections = detect(config, test_split, boxes, members)
+    if boxes is built.chosen["test"]:
+      detections = run_detections
+    else:
+      detections = detect(config, test_split, boxes, classifiers)
     measures.append(
         proposal_sets.measure(name, boxes, ground_truths, detections, data.class_names, section)
     )
@@ -437,7 +440,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   mark = time.time()
   members = ensemble_members(config, workdir)
-  detections = detect(config, test_split, test_proposals, members)
+  classifiers = scoring.load_classifiers(members, section.use_ema)
+  detections = detect(config, test_split, test_proposals, classifiers)
   timings["detect"] = time.time() - mark
 
   ground_truths = test_split.ground_truths()
@@ -455,7 +459,13 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if section.compare_proposal_sets:
     mark = time.time()
     compared, compared_extra = _compare_proposal_sets(
-        config, data, built, members, cache_dir, os.path.join(workdir, "detection")
+        config,
+        data,
+        built,
+        classifiers,
+        detections,
+        cache_dir,
+        os.path.join(workdir, "detection"),
     )
     timings["compare_proposal_sets"] = time.time() - mark
   recall, num_gt = metrics.proposal_recall(test_proposals, ground_truths)

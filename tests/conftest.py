@@ -49,17 +49,21 @@ if not os.environ.get(_CACHE_ENV):
   atexit.register(shutil.rmtree, os.environ[_CACHE_ENV], True)
 enable_compilation_cache(os.environ[_CACHE_ENV])
 
-# Files with tests of a minute or more (pytest --durations): collected first, so that
-# pytest-xdist's per-file scheduling starts them first and both workers finish together.
+# Files whose tests take the longest (pytest --durations, summed per file), longest first.
+# They are collected first, and pytest.ini's --no-loadscope-reorder keeps that order (xdist
+# otherwise orders files by their number of tests), so pytest-xdist's per-file scheduling
+# hands them out first and both workers finish together.
 _LONG_FILES_FIRST = (
-    "test_eval_classify.py",
-    "test_notebook.py",
     "test_multiprocess.py",
     "test_multibox_pipeline.py",
     "test_run_safety.py",
+    "test_notebook.py",
+    "test_model_behaviour.py",
     "test_train_loop.py",
-    "test_detection_end_to_end.py",
+    "test_eval_classify.py",
     "test_train_sharding.py",
+    "test_init_from.py",
+    "test_export_platforms.py",
 )
 
 

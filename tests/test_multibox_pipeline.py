@@ -261,7 +261,13 @@ def test_comparing_proposal_sets_after_a_multibox_only_run_computes_selective_se
   data = run.DetectionData({"test": split}, split.class_names)
   monkeypatch.setattr(run, "detect", lambda *args: metrics.Detections.empty())
   measures, _ = run._compare_proposal_sets(
-      config, data, built, [], str(tmp_path / "cache"), str(tmp_path / "out")
+      config,
+      data,
+      built,
+      [],
+      metrics.Detections.empty(),
+      str(tmp_path / "cache"),
+      str(tmp_path / "out"),
   )
   by_name = {m.name: m for m in measures}
   assert list(by_name) == [
