@@ -37,26 +37,36 @@ def jit_apply(model, **static):
   )
 
 
+def abstract_apply(model, **static):
+  """The output's shapes and dtypes, traced without compiling (a structure check needs no
+  values): init and apply under `jax.eval_shape`."""
+  images = jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32)
+  rngs = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
+  variables = jax.eval_shape(model.init, rngs, images)
+  output = jax.eval_shape(
+      lambda v, x: model.apply(v, x, rngs={"dropout": jax.random.key(2)}, **static),
+      variables,
+      images,
+  )
+  return variables, output
+
+
 @pytest.mark.parametrize("variant", ["paper", "bn", "torchvision", "slim"])
 def test_aux_heads_only_in_training_mode(variant):
   model = create_model(variant, **NARROW)
-  variables, images = init(model)
-  logits = jit_apply(model, train=False)(variables, images).logits
-  assert isinstance(logits, jax.Array) and logits.shape == (2, 5) and logits.dtype == jnp.float32
-  train_apply = jit_apply(model, train=True, mutable=["batch_stats"])
-  output, _ = train_apply(variables, images, {"dropout": jax.random.key(2)})
-  train_logits, aux = output.logits, output.aux_logits
-  assert train_logits.shape == (2, 5)
-  assert len(aux) == 2 and all(a.shape == (2, 5) for a in aux)
+  _, output = abstract_apply(model, train=False)
+  assert output.logits.shape == (2, 5) and output.logits.dtype == jnp.float32
+  assert output.aux_logits == ()
+  output, _ = abstract_apply(model, train=True, mutable=["batch_stats"])[1]
+  assert output.logits.shape == (2, 5)
+  assert len(output.aux_logits) == 2 and all(a.shape == (2, 5) for a in output.aux_logits)
 
 
 def test_no_aux_heads_when_disabled():
   model = create_model("paper", aux_heads=False, **NARROW)
-  variables, images = init(model)
+  variables, output = abstract_apply(model, train=True)
   assert not any(name.startswith("aux") for name in variables["params"])
-  output = jit_apply(model, train=True)(variables, images, {"dropout": jax.random.key(2)})
-  logits, aux = output.logits, output.aux_logits
-  assert aux == () and logits.shape == (2, 5)
+  assert output.aux_logits == () and output.logits.shape == (2, 5)
 
 
 def test_features_returned_beside_logits():
