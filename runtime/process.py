@@ -94,10 +94,28 @@ def compilation_cache_dir(setting: str, environ=os.environ) -> str | None:
 
 
 def enable_compilation_cache(setting: str) -> str | None:
+  """Turns JAX's persistent compilation cache on; returns its directory, or None when off.
+
+  A directory that cannot be created or written (a read-only $HOME, common for batch jobs)
+  costs only the compile time the cache would have saved: a warning names it and the run
+  goes on without a cache.
+  """
   directory = compilation_cache_dir(setting)
   if directory is None:
     return None
-  os.makedirs(directory, exist_ok=True)
+  try:
+    os.makedirs(directory, exist_ok=True)
+    if not os.access(directory, os.W_OK):
+      raise PermissionError(f"{directory} is not writable")
+  except OSError as error:
+    logging.warning(
+        "No persistent compilation cache: %s cannot be used (%s). Every program compiles "
+        "afresh; give a writable directory with --config.compilation_cache=DIR, or "
+        "--config.compilation_cache=off to silence this.",
+        directory,
+        error,
+    )
+    return None
   jax.config.update("jax_compilation_cache_dir", directory)
   # JAX's defaults skip programs that compile in under a second; cache everything the
   # binaries compile (init, train and eval steps), small entries included.

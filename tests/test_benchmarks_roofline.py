@@ -34,6 +34,7 @@ def test_peak_table_knows_the_usual_accelerators():
 
   assert peaks.peak_for("NVIDIA H100 80GB HBM3")[0] == 989e12
   assert peaks.peak_for("NVIDIA H100 PCIe")[0] == 756e12
+  assert peaks.peak_for("NVIDIA H100 NVL")[0] == 835e12
   assert peaks.peak_for("NVIDIA A100-SXM4-40GB")[0] == 312e12
   assert peaks.peak_for("TPU v5 lite")[0] == 197e12
   assert peaks.peak_for("TPU v5")[0] == 459e12

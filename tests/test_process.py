@@ -4,6 +4,7 @@ import os
 import sys
 import types
 
+import jax
 import pytest
 
 from runtime import process
@@ -37,6 +38,17 @@ def test_incomplete_or_wrong_cluster_settings_name_the_fix(env, message):
 def test_a_process_count_without_coordinator_asks_for_it():
   with pytest.raises(ValueError, match="JAX_COORDINATOR_ADDRESS"):
     process.explicit_cluster({"JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "0"})
+
+
+def test_an_unusable_cache_directory_is_a_warning_and_no_cache(tmp_path, caplog):
+  blocker = tmp_path / "a_file"
+  blocker.write_text("a file where the cache's parent directory should be")
+  wanted = blocker / "xla"
+  before = jax.config.jax_compilation_cache_dir
+  with caplog.at_level("WARNING"):
+    assert process.enable_compilation_cache(str(wanted)) is None
+  assert f"No persistent compilation cache: {wanted} cannot be used" in caplog.text
+  assert jax.config.jax_compilation_cache_dir == before  # the suite's cache stays on
 
 
 def test_compilation_cache_setting(tmp_path):
