@@ -121,7 +121,49 @@ def enable_compilation_cache(setting: str) -> str | None:
   # binaries compile (init, train and eval steps), small entries included.
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  _write_cpu_cache_entries_from_every_process()
   return directory
+
+
+def _write_cpu_cache_entries_from_every_process() -> None:
+  """Lets every process of a multi-process XLA:CPU job write its own cache entries.
+
+  JAX (0.10) writes persistent cache entries from process 0 only, which is right where every
+  process computes the same key (TPU and GPU: a shared file must not be written by all). On
+  XLA:CPU the key includes a topology fingerprint that differs per process, so the others'
+  entries were never written: on a warm restart process 0 loaded its programs in seconds while
+  process 1 compiled them for minutes, and process 0 met the first collective alone until gloo
+  gave up (30 s, not configurable). Here processes other than 0 write their entries too, under
+  their own keys (distinct files, so no write contention), and a warm restart is warm on
+  every process. If JAX's internals change, the cache still works as JAX ships it.
+  """
+  try:
+    from jax._src import compilation_cache, compiler, distributed
+  except ImportError:
+    return
+  jax_write = getattr(compiler, "_cache_write", None)
+  if jax_write is None or getattr(jax_write, "every_process", False):
+    return
+
+  def cache_write(cache_key, compile_time_secs, module_name, backend, executable, host_callbacks):
+    if distributed.global_state.process_id == 0 or getattr(backend, "platform", "") != "cpu":
+      return jax_write(
+          cache_key, compile_time_secs, module_name, backend, executable, host_callbacks
+      )
+    if host_callbacks:  # baked into the program: JAX never caches these
+      return None
+    if compile_time_secs < jax.config.jax_persistent_cache_min_compile_time_secs:
+      return None
+    try:
+      compilation_cache.put_executable_and_time(
+          cache_key, module_name, executable, backend, int(compile_time_secs)
+      )
+    except Exception as error:  # as JAX's own writer: a failed write costs only time
+      logging.warning("Could not write the compilation cache entry of %s: %s", module_name, error)
+    return None
+
+  cache_write.every_process = True
+  compiler._cache_write = cache_write
 
 
 class _DropOrbaxInfo(logging.logging.Filter):
