@@ -43,6 +43,11 @@ sys.addaudithook(_record)
 """
 
 
+def cache_home(log_dir: str) -> str:
+  """The XDG_CACHE_HOME of a cluster's children (and so of their compilation cache)."""
+  return os.path.join(log_dir, "cache")
+
+
 def free_loopback_port() -> int:
   with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
     sock.bind((LOOPBACK, 0))
@@ -87,7 +92,7 @@ class LocalCluster:
             "JAX_NUM_CPU_DEVICES": str(self.devices_per_process),
             "PYTHONUNBUFFERED": "1",
             # Tests must not fill (or be sped up by) the user's compilation cache.
-            "XDG_CACHE_HOME": os.path.join(self.log_dir, "cache"),
+            "XDG_CACHE_HOME": cache_home(self.log_dir),
         }
     )
     # The device count of a parent test process (conftest's XLA_FLAGS) must not leak in.

@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 
 from configs import digits
-from runtime import artifacts
-from tests import child_process
+from runtime import artifacts, process
+from tests import child_process, local_cluster
 from tests.child_process import HANG_GUARD_SECONDS
 from tests.local_cluster import REPO_ROOT, LocalCluster
 from train import PREEMPTED_EXIT_CODE, checkpoint, train_and_evaluate
@@ -186,14 +186,15 @@ def test_a_warm_restart_loads_every_process_s_programs_from_the_cache(preempted_
   steps = stopped_step(results[0].log)
   relaunched = tmp_path / "relaunched"
   shutil.copytree(workdir, relaunched)
-  cache_home = workdir.parent / "logs" / "cache"  # the preempted cluster's (LocalCluster)
-  assert os.listdir(cache_home / "googlenet_jax" / "xla")
+  preempted_cache_home = local_cluster.cache_home(str(workdir.parent / "logs"))
+  environ = {"XDG_CACHE_HOME": preempted_cache_home}
+  assert os.listdir(process.compilation_cache_dir("auto", environ))  # what it compiled
   with LocalCluster(
       main_command(relaunched, num_train_steps=steps + 1),
       2,
       devices_per_process=DEVICES_PER_PROCESS,
       log_dir=str(tmp_path / "logs"),
-      env={"XDG_CACHE_HOME": str(cache_home), "JAX_DEBUG_LOG_MODULES": "jax._src.compiler"},
+      env={**environ, "JAX_DEBUG_LOG_MODULES": "jax._src.compiler"},
   ) as cluster:
     relaunch = cluster.wait(timeout=HANG_GUARD_SECONDS)
   logs = [r.log for r in relaunch]
