@@ -94,12 +94,14 @@ def parse_crops(crops: Sequence[Any]) -> tuple[int, ...]:
 
 
 def default_batch_size(
-    eval_batch_size: int, num_views: int, image_size: int, device_count: int
+    eval_batch_size: int, num_views: int, image_size: int, device_count: int, num_images: int
 ) -> int:
-  """eval_batch_size, lowered so that one float32 host batch of every view fits the budget."""
+  """eval_batch_size, lowered so that one float32 host batch of every view fits the budget,
+  and to the split's size (rounded up to the devices): a 20-image split padded to 120 would
+  run six times the forward passes it needs."""
   per_image = num_views * image_size * image_size * 3 * 4
   fits = max(1, HOST_BATCH_BUDGET_BYTES // per_image)
-  batch = min(eval_batch_size, fits)
+  batch = min(eval_batch_size, fits, -(-max(num_images, 1) // device_count) * device_count)
   return max(device_count, batch // device_count * device_count)
 
 
@@ -139,12 +141,12 @@ def evaluate(
   resize_size = eval_preprocess.eval_resize_size(image_size, data_config.eval_resize_ratio)
   views, subsets = crops_lib.union_of_schemes(schemes, image_size, resize_size)
   devices = mesh.devices.size
+  num_images = input_pipeline.num_examples(data_config, split)
   if batch_size is None:
-    batch_size = default_batch_size(eval_batch_size, len(views), image_size, devices)
+    batch_size = default_batch_size(eval_batch_size, len(views), image_size, devices, num_images)
   host_batch = input_pipeline.per_host_batch_size(batch_size, jax.process_count(), devices)
   if views_per_step is None:
     views_per_step = max(1, round(eval_batch_size / batch_size))
-  num_images = input_pipeline.num_examples(data_config, split)
   num_classes = input_pipeline.num_classes(data_config)
   num_batches = sharding.eval_batches_per_process(num_images, host_batch, jax.process_count())
 

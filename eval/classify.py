@@ -14,7 +14,8 @@
 --combine: mean_softmax (the paper: average softmax over crops, then over models),
   max_softmax (max over crops, then average over models) or mean_logits.
 --batch_size: images per global batch (default: config.eval_batch_size, reduced so a host batch
-  of all views stays under about 1 GiB); --views_per_step: views per forward pass (default: as
+  of all views stays under about 1 GiB, and to the split's size on a small split);
+  --views_per_step: views per forward pass (default: as
   many as keep B x views near config.eval_batch_size rows).
 
 Prints the Table-3 style Markdown table on stdout; --output writes every cell (ensembles of the

@@ -233,3 +233,12 @@ def test_evaluate_matches_numpy_over_views_models_and_schemes(tmp_path):
   assert results["predictions"]["labels"] == labels.tolist()
   single_b = cells[("single", (1,), 144)]
   assert single_b["top1_accuracy"] == pytest.approx(np.mean(np.argmax(pooled[1, 2], -1) == labels))
+
+
+def test_default_batch_fits_the_host_budget_and_the_split():
+  # 145 views of 224 px: 87 MB per image, so the 1 GiB budget holds 12, cut to the 8 devices.
+  assert classification.default_batch_size(120, 145, 224, 8, num_images=50_000) == 8
+  # A 20-image split is not padded to 120: one batch of 20, or of 24 on 8 devices.
+  assert classification.default_batch_size(120, 145, 32, 1, num_images=20) == 20
+  assert classification.default_batch_size(120, 145, 32, 8, num_images=20) == 24
+  assert classification.default_batch_size(120, 1, 32, 8, num_images=5_000) == 120
