@@ -15,8 +15,8 @@
   max_softmax (max over crops, then average over models) or mean_logits.
 --batch_size: images per global batch (default: config.eval_batch_size, reduced so a host batch
   of all views stays under about 1 GiB, and to the split's size on a small split);
-  --views_per_step: views per forward pass (default: as
-  many as keep B x views near config.eval_batch_size rows).
+  --views_per_step: views per forward pass (default: as many as keep B x views near
+  config.eval_batch_size rows).
 
 Prints the Table-3 style Markdown table on stdout; --output writes every cell (ensembles of the
 first k models and every single model, with per-class accuracy) and the full ensemble's top-5
