@@ -229,7 +229,12 @@ class MultiBoxSource(sources.Source):
       )
       return stream.enumerate().map(as_written(mirrored_at), num_parallel_calls=tf.data.AUTOTUNE)
 
-    return sources.Shard(num_examples=num_local, ordered=ordered, shuffled=shuffled)
+    return sources.Shard(
+        num_examples=num_local,
+        ordered=ordered,
+        shuffled=shuffled,
+        global_index=sharding.strided_index(process_index, process_count),
+    )
 
 
 @functools.lru_cache(maxsize=8)

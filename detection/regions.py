@@ -273,8 +273,14 @@ class RegionSource(sources.Source):
           seed,
       )
 
+    per_image = self.settings.regions_per_image
+    image_index = sharding.strided_index(process_index, process_count)
     return sources.Shard(
-        num_examples=num_local * self.settings.regions_per_image, ordered=ordered, shuffled=shuffled
+        num_examples=num_local * per_image,
+        ordered=ordered,
+        shuffled=shuffled,
+        # The r-th region of the shard's i-th image: the split's image_index(i), region r.
+        global_index=lambda k: image_index(k // per_image) * per_image + k % per_image,
     )
 
 

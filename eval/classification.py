@@ -166,7 +166,7 @@ def evaluate(
   variables = [jax.device_put(entry.variables, replicated) for entry in models]
   weights = jax.device_put(scoring.scheme_weights(subsets, schemes, len(views)), replicated)
   dataset = input_pipeline.create_eval_dataset(
-      data_config, batch_size, split, view=multi_crop.view_function(views)
+      data_config, batch_size, split, view=multi_crop.view_function(views), with_index=True
   )
   tally = report.Tally(len(models), schemes, num_classes)
   logging.info(
@@ -189,8 +189,8 @@ def evaluate(
   )
 
   def consume(index, pending):
-    ranked, labels, mask = _to_host(pending)
-    tally.add(ranked, labels, mask)
+    ranked, labels, mask, positions = _to_host(pending)
+    tally.add(ranked, labels, mask, positions)
     tracker.update(int(np.sum(mask)))
 
   in_flight = collections.deque()
@@ -205,7 +205,15 @@ def evaluate(
         ]
     )
     in_flight.append(
-        (index, (scoring.rank_models(per_model, combine), batch["label"], batch["mask"]))
+        (
+            index,
+            (
+                scoring.rank_models(per_model, combine),
+                batch["label"],
+                batch["mask"],
+                batch["index"],
+            ),
+        )
     )
     if len(in_flight) > 1:  # fetch batch k-1 while the devices work on batch k
       consume(*in_flight.popleft())

@@ -31,6 +31,7 @@ class Tally:
     self.top1 = np.zeros(shape, np.int64)
     self.top5 = np.zeros(shape, np.int64)
     self.labels: list[np.ndarray] = []
+    self.positions: list[np.ndarray] = []  # each image's position in the split
     self.predicted_classes: list[np.ndarray] = []  # full ensemble, [num_schemes, b, k]
     self.predicted_scores: list[np.ndarray] = []
 
@@ -38,10 +39,20 @@ class Tally:
   def count(self) -> int:
     return int(self.class_count.sum())
 
-  def add(self, ranked: Mapping[str, np.ndarray], labels: np.ndarray, mask: np.ndarray) -> None:
+  def add(
+      self,
+      ranked: Mapping[str, np.ndarray],
+      labels: np.ndarray,
+      mask: np.ndarray,
+      positions: np.ndarray | None = None,
+  ) -> None:
     """ranked: `scoring.rank_models` output for one batch, as numpy; padding (mask False) is
-    dropped here, so every real example is counted exactly once."""
+    dropped here, so every real example is counted exactly once. positions: each example's
+    position in the split (the pipeline's 'index'); None: batches arrive in the split's order."""
     mask = np.asarray(mask, bool)
+    if positions is None:
+      positions = self.count + np.cumsum(mask) - 1
+    self.positions.append(np.asarray(positions)[mask])
     labels = np.asarray(labels)[mask]
     one_hot = np.eye(self.num_classes, dtype=np.int64)[labels]  # [b, C]
     self.class_count += one_hot.sum(axis=0)
@@ -85,13 +96,15 @@ class Tally:
     return int(np.argmax(self.top1[KINDS.index("single"), :, largest].sum(axis=-1)))
 
   def predictions(self) -> dict[str, Any]:
-    """Top-k classes and scores of every image for the full ensemble, per crop scheme, in
-    evaluation order (the split's order on one process)."""
+    """Top-k classes and scores of every image for the full ensemble, per crop scheme, in the
+    split's order as one process reads it, on any number of processes (which interleave their
+    shards batch by batch)."""
     empty = np.zeros((len(self.schemes), 0, 5))
-    classes = np.concatenate(self.predicted_classes, axis=1) if self.labels else empty
-    scores = np.concatenate(self.predicted_scores, axis=1) if self.labels else empty
+    order = np.argsort(np.concatenate(self.positions), kind="stable") if self.labels else []
+    classes = np.concatenate(self.predicted_classes, axis=1)[:, order] if self.labels else empty
+    scores = np.concatenate(self.predicted_scores, axis=1)[:, order] if self.labels else empty
     return {
-        "labels": np.concatenate(self.labels).tolist() if self.labels else [],
+        "labels": np.concatenate(self.labels)[order].tolist() if self.labels else [],
         "models": list(range(self.num_models)),
         "by_crops": {
             str(scheme): {

@@ -105,7 +105,12 @@ class DigitsSource(sources.Source):
       order = tf.random.experimental.stateless_shuffle(tf.range(num_local, dtype=tf.int64), seed)
       return tf.data.Dataset.from_tensor_slices(order).map(as_written(example))
 
-    return sources.Shard(num_examples=num_local, ordered=ordered, shuffled=shuffled)
+    return sources.Shard(
+        num_examples=num_local,
+        ordered=ordered,
+        shuffled=shuffled,
+        global_index=sharding.strided_index(process_index, process_count),
+    )
 
 
 def from_config(argument: str, data_config: ml_collections.ConfigDict) -> DigitsSource:

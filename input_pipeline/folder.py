@@ -146,7 +146,12 @@ class ImageFolderSource(sources.Source):
           as_written(read), num_parallel_calls=tf.data.AUTOTUNE
       )
 
-    return sources.Shard(num_examples=len(local), ordered=ordered, shuffled=shuffled)
+    return sources.Shard(
+        num_examples=len(local),
+        ordered=ordered,
+        shuffled=shuffled,
+        global_index=sharding.strided_index(process_index, process_count),
+    )
 
   def _list_files(self, directory: Path) -> list[tuple[str, int]]:
     """(path, label) for every non-hidden file under directory/<class>/, sorted."""

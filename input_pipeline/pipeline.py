@@ -137,6 +137,7 @@ def create_eval_dataset(
     process_index: int | None = None,
     process_count: int | None = None,
     view: str | eval_preprocess.ViewFunction = "center",
+    with_index: bool = False,
 ) -> tf.data.Dataset:
   """Finite per-host batches {'image': float32 [B, S, S, 3], 'label': int32 [B], 'mask': bool [B]}.
 
@@ -144,7 +145,8 @@ def create_eval_dataset(
   last batches are padded with mask False (image zeros, label 0), and every process yields
   the same number of batches, ceil(ceil(N / process_count) / B). `view` selects the evaluation
   views (see `eval_preprocess.preprocess_for_eval`); with V > 1 views per example the images
-  are [B, V, S, S, 3].
+  are [B, V, S, S, 3]. `with_index` adds 'index': int32 [B], each example's position in the
+  split as one process reads it (0 for padding), to restore that order over several processes.
   """
   config_lib.validate_data_config(data_config)
   split = data_config.eval_split if split is None else split
@@ -162,7 +164,17 @@ def create_eval_dataset(
         "reads; the source sharded the split unevenly."
     )
 
-  examples = shard.ordered().map(
+  examples = shard.ordered()
+  if with_index:
+    examples = examples.enumerate().map(
+        as_written(
+            lambda position, example: {
+                **example,
+                "index": tf.cast(shard.global_index(position), tf.int32),
+            }
+        )
+    )
+  examples = examples.map(
       as_written(lambda example: {**example, "image": decode.decode_rgb(example["image"])}),
       num_parallel_calls=tf.data.AUTOTUNE,
   )

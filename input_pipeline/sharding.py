@@ -38,6 +38,12 @@ def process_indices(num_examples: int, process_index: int, process_count: int) -
   return range(process_index, num_examples, process_count)
 
 
+def strided_index(process_index: int, process_count: int):
+  """`Shard.global_index` of a `process_indices` shard: its k-th example is the split's
+  (process_index + k * process_count)-th."""
+  return lambda position: process_index + position * process_count
+
+
 def per_host_batch_size(
     global_batch_size: int, process_count: int | None = None, device_count: int | None = None
 ) -> int:

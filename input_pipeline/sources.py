@@ -64,11 +64,15 @@ class Shard:
   ordered: builds the examples in a fixed order (evaluation, caching).
   shuffled: builds one epoch in the order chosen by an int64 [2] seed tensor. Only TensorFlow
     ops, because the training pipeline calls it inside `flat_map`, once per epoch.
+  global_index: maps an example's position in `ordered()` (an int64 tensor) to its position
+    in the whole split as one process reads it, so results gathered from several processes
+    can be put back in that order (`sharding.strided_index` for strided shards).
   """
 
   num_examples: int
   ordered: Callable[[], tf.data.Dataset]
   shuffled: Callable[[tf.Tensor], tf.data.Dataset]
+  global_index: Callable[[tf.Tensor], tf.Tensor] = lambda position: position
 
 
 class Source(abc.ABC):

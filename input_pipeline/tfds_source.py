@@ -55,11 +55,13 @@ class TfdsSource(sources.Source):
 
   def shard(self, split: str, process_index: int, process_count: int) -> sources.Shard:
     self._prepare()
-    process_split = tfds.even_splits(split, n=process_count)[process_index]
+    process_splits = tfds.even_splits(split, n=process_count)
+    # even_splits gives contiguous blocks: this one starts after the earlier processes' blocks.
+    start = sum(_count(self._read(earlier)) for earlier in process_splits[:process_index])
 
     # Built once, outside any traced function: the training pipeline re-reads the same
     # stream every epoch from inside flat_map.
-    stream = self._read(process_split)
+    stream = self._read(process_splits[process_index])
 
     def ordered():
       return stream
@@ -68,6 +70,7 @@ class TfdsSource(sources.Source):
         num_examples=_count(stream),
         ordered=ordered,
         shuffled=sources.buffer_shuffled(ordered, self._shuffle_buffer),
+        global_index=lambda position: start + position,
     )
 
   def _read(self, split) -> tf.data.Dataset:

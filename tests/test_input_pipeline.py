@@ -7,6 +7,7 @@ import ml_collections
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_datasets as tfds
 
 import input_pipeline
 from input_pipeline import digits, sharding
@@ -64,6 +65,64 @@ def test_eval_dataset_over_simulated_processes_covers_the_split_once():
       seen.extend(bytes(image) for image in batch["image"][batch["mask"]])
   assert lengths == {8}  # ceil(ceil(360 / 3) / 16)
   assert sorted(seen) == expected
+
+
+def write_image_folder(root, per_class=4):
+  """root/<class>/<n>.png: small images that all differ, so each one is recognisable."""
+  rng = np.random.default_rng(0)
+  for name in ("a", "b", "c"):
+    (root / name).mkdir(parents=True)
+    for n in range(per_class):
+      pixels = rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)
+      tf.io.write_file(str(root / name / f"{n}.png"), tf.io.encode_png(pixels))
+
+
+class IndexedPatterns(tfds.core.GeneratorBasedBuilder):
+  """A TFDS dataset built here, offline: 23 test images, each its own pattern. (mock_data
+  would not do: it serves every sub-split of even_splits the whole split.)"""
+
+  VERSION = tfds.core.Version("1.0.0")
+
+  def _info(self):
+    features = {
+        "image": tfds.features.Image(shape=(12, 12, 3)),
+        "label": tfds.features.ClassLabel(num_classes=3),
+    }
+    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict(features))
+
+  def _split_generators(self, dl_manager):
+    return {"test": self._generate_examples()}
+
+  def _generate_examples(self):
+    rng = np.random.default_rng(1)
+    for n in range(23):
+      yield n, {"image": rng.integers(0, 256, (12, 12, 3), dtype=np.uint8), "label": n % 3}
+
+
+@pytest.mark.parametrize("source", ["digits", "folder", "tfds"])
+def test_eval_index_restores_the_one_process_order_over_processes(source, tmp_path):
+  """The 'index' of every example, read on 3 simulated processes, is its position in the
+  1-process stream: strided shards (digits, folders) and TFDS's contiguous blocks alike."""
+  config = digits_config(eval_split="test[:23]")
+  if source == "folder":
+    write_image_folder(tmp_path)
+    config = digits_config(source=f"folder:{tmp_path}", eval_split="train")
+  elif source == "tfds":
+    config = digits_config(
+        source="tfds:indexed_patterns", eval_split="test", data_dir=str(tmp_path)
+    )
+  one = list(input_pipeline.create_eval_dataset(config, 6, with_index=True).as_numpy_iterator())
+  in_order = [image for b in one for image in b["image"][b["mask"]]]
+  assert [i for b in one for i in b["index"][b["mask"]]] == list(range(len(in_order)))
+  seen = []
+  for process_index in range(3):
+    for batch in input_pipeline.create_eval_dataset(
+        config, 6, process_index=process_index, process_count=3, with_index=True
+    ).as_numpy_iterator():
+      for image, index in zip(batch["image"][batch["mask"]], batch["index"][batch["mask"]]):
+        np.testing.assert_array_equal(image, in_order[index])
+        seen.append(int(index))
+  assert sorted(seen) == list(range(len(in_order))) and len(in_order) > 6
 
 
 def test_resumed_training_continues_the_same_stream_across_epochs():

@@ -236,7 +236,9 @@ def test_variables_restore_on_one_device_from_any_topology(preempted_run, one_pr
   assert len(counts) == 2 and counts[0] == counts[1] > 0
 
 
-def test_eval_classify_on_two_processes_counts_each_image_once(preempted_run, tmp_path):
+def test_eval_classify_on_two_processes_counts_each_image_once_in_the_split_s_order(
+    preempted_run, tmp_path
+):
   workdir, _, _ = preempted_run
   output = tmp_path / "table.json"
   command = [
@@ -266,6 +268,28 @@ def test_eval_classify_on_two_processes_counts_each_image_once(preempted_run, tm
   assert str(output) in writes[0] and str(output) not in writes[1]
   assert "360 images of digits/test" in results[0].log
   assert "| Models |" in results[0].log and "| Models |" not in results[1].log
+
+  # Per-image predictions in the split's order, as one process (8 devices) lists them: the
+  # 2 processes interleave their strided shards batch by batch, and the pipeline's 'index'
+  # undoes that. Labels must match exactly; each top-1 class too, wherever one process's
+  # winning score leads by more than float32 noise (other batch compositions per device).
+  from configs import digits
+  from eval import classification
+
+  one = classification.evaluate(
+      classification.load_models([str(workdir)], use_ema=True),
+      digits.get_config().data,
+      crops=(1,),
+      batch_size=48,
+  )["predictions"]
+  two = table["predictions"]
+  assert two["labels"] == one["labels"] and len(set(one["labels"][:20])) > 1
+  one_top, two_top = (np.asarray(p["by_crops"]["1"]["top5_classes"]) for p in (one, two))
+  scores = np.asarray(one["by_crops"]["1"]["top5_scores"])
+  clear = scores[:, 0] - scores[:, 1] > 1e-4
+  assert clear.sum() > 300
+  np.testing.assert_array_equal(two_top[clear, 0], one_top[clear, 0])
+  np.testing.assert_allclose(two["by_crops"]["1"]["top5_scores"], scores, atol=1e-4)
 
 
 def test_eval_detect_on_two_processes_shares_the_work_and_writes_once(tmp_path):
