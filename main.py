@@ -43,7 +43,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   config = FLAGS.config
-  process.start_jax_process(config.distributed, config.compilation_cache)
+  process.start_jax_process(config.distributed, config.compilation_cache, config.lost_host_seconds)
   try:
     summary = train.train_and_evaluate(config, FLAGS.workdir)
   except (ValueError, OSError, train.NonFiniteLossError, train.WorkdirBusyError) as error:

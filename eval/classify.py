@@ -73,7 +73,11 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   config = FLAGS.config
-  process.start_jax_process(bool(config.get("distributed")), config.get("compilation_cache", "off"))
+  process.start_jax_process(
+      bool(config.get("distributed")),
+      config.get("compilation_cache", "off"),
+      config.get("lost_host_seconds", 45.0),
+  )
   try:
     models = classification.load_models(FLAGS.models, use_ema=FLAGS.params == "ema")
     results = classification.evaluate(

@@ -46,7 +46,9 @@ flags.mark_flags_as_required(["workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  process.start_jax_process(FLAGS.config.distributed, FLAGS.config.compilation_cache)
+  process.start_jax_process(
+      FLAGS.config.distributed, FLAGS.config.compilation_cache, FLAGS.config.lost_host_seconds
+  )
   try:
     summary = run.run(FLAGS.config, FLAGS.workdir)
   except (ValueError, OSError, train.NonFiniteLossError, train.WorkdirBusyError) as error:

@@ -17,6 +17,8 @@ import sys
 from absl import flags, logging
 import jax
 
+from runtime import lost_host
+
 NUM_PROCESSES_ENV = "JAX_NUM_PROCESSES"
 PROCESS_ID_ENV = "JAX_PROCESS_ID"
 COORDINATOR_ENV = "JAX_COORDINATOR_ADDRESS"
@@ -51,15 +53,20 @@ def explicit_cluster(environ=os.environ) -> dict[str, int]:
   return {"num_processes": count, "process_id": index}
 
 
-def initialize_distributed(environ=os.environ) -> None:
-  """jax.distributed.initialize() with the explicit cluster of the environment, if any."""
+def initialize_distributed(environ=os.environ, lost_host_seconds: float = 45.0) -> None:
+  """jax.distributed.initialize() with the explicit cluster of the environment, if any, and
+  a watch that ends this process plainly once another one is lost (runtime/lost_host.py)."""
   # Cross-process collectives on XLA:CPU need a CPU collectives implementation; gloo (over
   # TCP) is JAX 0.10's default, named here so an older or newer default cannot silently turn
   # multi-process CPU runs into process-local ones. GPU and TPU clients ignore the setting.
   if not environ.get("JAX_CPU_COLLECTIVES_IMPLEMENTATION"):
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-  jax.distributed.initialize(**explicit_cluster(environ))
+  jax.distributed.initialize(
+      **explicit_cluster(environ),
+      heartbeat_timeout_seconds=lost_host.jax_heartbeat_timeout(lost_host_seconds),
+  )
   _use_coordination_service_barriers()
+  lost_host.watch_peers(lost_host_seconds)
 
 
 def _use_coordination_service_barriers() -> None:
@@ -218,17 +225,20 @@ def hide_accelerators_from_tensorflow() -> None:
   tf.config.set_visible_devices([], "GPU")
 
 
-def start_jax_process(distributed: bool, compilation_cache: str = "off") -> None:
+def start_jax_process(
+    distributed: bool, compilation_cache: str = "off", lost_host_seconds: float = 45.0
+) -> None:
   """Joins the multi-host runtime if asked, keeps TensorFlow off the accelerators, logs devices.
 
   Also quiets orbax's per-checkpoint INFO lines.
 
-  `compilation_cache` is `config.compilation_cache` ('auto', 'off' or a directory).
+  `compilation_cache` is `config.compilation_cache` ('auto', 'off' or a directory);
+  `lost_host_seconds` is `config.lost_host_seconds`.
   """
   quiet_orbax_info_logs()
   drop_late_callbacks_into_closed_event_loops()
   if distributed:
-    initialize_distributed()
+    initialize_distributed(lost_host_seconds=lost_host_seconds)
   cache = enable_compilation_cache(compilation_cache)
   if cache:
     logging.info(

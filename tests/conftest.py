@@ -59,6 +59,7 @@ _LONG_FILES_FIRST = (
     "test_run_safety.py",
     "test_notebook.py",
     "test_model_behaviour.py",
+    "test_lost_host.py",
     "test_train_loop.py",
     "test_eval_classify.py",
     "test_train_sharding.py",

@@ -83,6 +83,10 @@ def default_config() -> ml_collections.ConfigDict:
   # elsewhere set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID
   # (runtime/process.py).
   config.distributed = False
+  # Multi-host: a process not heard from for this long is lost, and every other process then
+  # exits (status 1, one error line naming it and the last complete checkpoint) so that the
+  # job can be relaunched; keep it above the longest stall of a healthy process.
+  config.lost_host_seconds = 45.0
   # JAX's persistent compilation cache, so a resumed or repeated run skips XLA compilation:
   # 'auto' (~/.cache/googlenet_jax/xla, or under $XDG_CACHE_HOME), 'off', or a directory.
   config.compilation_cache = "auto"

@@ -25,7 +25,7 @@ import orbax.checkpoint as ocp
 
 from inception import create_model_from_config
 import input_pipeline
-from runtime import artifacts, progress
+from runtime import artifacts, lost_host, progress
 from runtime import mesh as mesh_lib
 from train import checkpoint, compiler_options, curves, reporting, resume, schedule, tasks
 from train.config import check_config
@@ -161,8 +161,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   SIGTERM/SIGINT at any point, compilation included, end the run with a checkpoint.
   """
   check_config(config)
-  with _StopRequest() as stop, _hold_workdir(workdir), _open_manager(config, workdir) as manager:
+  with (
+      _StopRequest() as stop,
+      _hold_workdir(workdir) as lock,
+      # Outside the manager: unwinding an error waits for the saves in flight, and a lost
+      # peer can be what it waits for.
+      lost_host.farewell(lambda: _lost_host_farewell(lock, workdir)),
+      _open_manager(config, workdir) as manager,
+  ):
     return _train_and_evaluate(config, workdir, stop, manager)
+
+
+def _lost_host_farewell(lock: WorkdirLock | None, workdir: str) -> str:
+  """Said by a survivor when another process of the job is lost (runtime/lost_host.py)."""
+  if lock is not None:
+    lock.release()
+  directory = checkpoint.checkpoint_directory(workdir)
+  done = checkpoint.complete_steps(directory)
+  last = f"{directory}/{done[-1]}" if done else "none (no save completed)"
+  return f"The last complete checkpoint is {last}; relaunch the job to resume from it."
 
 
 @contextlib.contextmanager
@@ -182,7 +199,7 @@ def _write_error(
   """Names the checkpoint that failed (the newest of `steps` not on disk) and the newest one
   that is complete, read from the disk: an asynchronous write of an earlier step can be the
   one that failed, reported by orbax only at the next save or wait."""
-  done = checkpoint.complete_steps(manager)
+  done = checkpoint.complete_steps(manager.directory)
   failed = [step for step in steps if step is not None and step not in done]
   which = (
       f"checkpoint {manager.directory}/{failed[0]}"
@@ -226,7 +243,7 @@ def _hold_workdir(workdir: str):
   if error is not None:
     raise error
   try:
-    yield
+    yield lock
   finally:
     if lock is not None:
       lock.release()
