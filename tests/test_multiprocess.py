@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 
 from configs import digits
-from runtime import artifacts, process
-from tests import child_process, local_cluster
+from runtime import artifacts
+from tests import child_process
 from tests.child_process import HANG_GUARD_SECONDS
 from tests.local_cluster import REPO_ROOT, LocalCluster
 from train import PREEMPTED_EXIT_CODE, checkpoint, train_and_evaluate
@@ -175,34 +175,6 @@ def test_one_process_resumes_the_two_process_checkpoint(preempted_run, tmp_path,
   assert summary["eval_images"] == 360
   with open(resumed / "summary.json") as f:
     assert json.load(f)["step"] == steps + 2
-
-
-def test_a_warm_restart_loads_every_process_s_programs_from_the_cache(preempted_run, tmp_path):
-  """The preempted job relaunched as a pod job is: same command, same compilation cache. Each
-  process must load its training step from the cache; before, only process 0 did (JAX writes
-  entries from process 0 only, and XLA:CPU's keys differ per process), so process 1
-  recompiled while process 0 waited at the first collective until gloo gave up."""
-  workdir, results, _ = preempted_run
-  steps = stopped_step(results[0].log)
-  relaunched = tmp_path / "relaunched"
-  shutil.copytree(workdir, relaunched)
-  preempted_cache_home = local_cluster.cache_home(str(workdir.parent / "logs"))
-  environ = {"XDG_CACHE_HOME": preempted_cache_home}
-  assert os.listdir(process.compilation_cache_dir("auto", environ))  # what it compiled
-  with LocalCluster(
-      main_command(relaunched, num_train_steps=steps + 1),
-      2,
-      devices_per_process=DEVICES_PER_PROCESS,
-      log_dir=str(tmp_path / "logs"),
-      env={**environ, "JAX_DEBUG_LOG_MODULES": "jax._src.compiler"},
-  ) as cluster:
-    relaunch = cluster.wait(timeout=HANG_GUARD_SECONDS)
-  logs = [r.log for r in relaunch]
-  assert [r.returncode for r in relaunch] == [0, 0], "\n".join(log[-4000:] for log in logs)
-  for log in logs:
-    assert f"Resumed from {relaunched}/checkpoints at step {steps}" in log
-    assert "Persistent compilation cache hit for 'jit_step_and_vote'" in log, log[-4000:]
-    assert "CACHE MISS for 'jit_step_and_vote'" not in log
 
 
 def test_variables_restore_on_one_device_from_any_topology(preempted_run, one_process_run):
