@@ -38,7 +38,7 @@ import jax  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from eval import classification, table_figure  # noqa: E402
-from runtime import figures, process  # noqa: E402
+from runtime import figures, lost_host, process  # noqa: E402
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -92,6 +92,7 @@ def main(argv):
         log_every_seconds=FLAGS.log_every_seconds,
     )
   except (ValueError, OSError) as error:
+    lost_host.settle_before_reporting_an_error()
     logging.error("%s", error)
     raise SystemExit(f"error: {error}") from None
   results["params"] = FLAGS.params

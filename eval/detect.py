@@ -32,7 +32,7 @@ from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from detection import run  # noqa: E402
-from runtime import process  # noqa: E402
+from runtime import lost_host, process  # noqa: E402
 import train  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -52,6 +52,7 @@ def main(argv):
   try:
     summary = run.run(FLAGS.config, FLAGS.workdir)
   except (ValueError, OSError, train.NonFiniteLossError, train.WorkdirBusyError) as error:
+    lost_host.settle_before_reporting_an_error()
     logging.exception("Run stopped")  # the traceback, for when the message is not enough
     raise SystemExit(f"error: {error}") from None
   if summary.get("stopped_by"):

@@ -40,14 +40,19 @@ JAX_HEARTBEAT_MARGIN_SECONDS = 60
 # Each returns a sentence for the error line (or None) and must not block: it runs on the
 # watch thread while the main thread may be stuck in a collective.
 _farewells: list[Callable[[], str | None]] = []
+_watch: PeerWatch | None = None
 
 
 @contextlib.contextmanager
 def farewell(say_and_clean_up: Callable[[], str | None]) -> Iterator[None]:
-  """Runs `say_and_clean_up` if a peer is lost while the block runs."""
+  """Runs `say_and_clean_up` if a peer is lost while the block runs, or while an error leaves
+  it: the error may be the peer's death seen from here (a failed checkpoint barrier)."""
   _farewells.append(say_and_clean_up)
   try:
     yield
+  except Exception:
+    settle_before_reporting_an_error()
+    raise
   finally:
     _farewells.remove(say_and_clean_up)
 
@@ -99,6 +104,17 @@ class PeerWatch:
             self._peer_value[peer], self._peer_changed[peer] = value, now
       time.sleep(self._interval)
 
+  def hear_everyone_again(self) -> None:
+    """Returns once every peer's heartbeat has advanced since the call; if one never does,
+    the judge ends the process meanwhile (at most the timeout from its last beat)."""
+    with self._lock:
+      before = dict(self._peer_value)
+    while True:
+      with self._lock:
+        if all(self._peer_value[p] != before[p] for p in before):
+          return
+      time.sleep(self._interval / 2)
+
   def lost(self) -> tuple[int, str] | None:
     """(process index, why) of a lost process, or None while every peer is heard from."""
     now = time.monotonic()
@@ -144,8 +160,18 @@ def exit_lost(process: int, why: str, process_count: int) -> None:
 
 def watch_peers(timeout_seconds: float) -> PeerWatch | None:
   """Starts watching the other processes of this job (None with one process)."""
+  global _watch
   if jax.process_count() == 1 or distributed.global_state.client is None:
     return None
-  return PeerWatch(
+  _watch = PeerWatch(
       distributed.global_state.client, jax.process_index(), jax.process_count(), timeout_seconds
   ).start()
+  return _watch
+
+
+def settle_before_reporting_an_error() -> None:
+  """A binary about to report an error calls this first: a lost peer can be the cause (a
+  checkpoint barrier or collective that failed because it died), and then the lost-host
+  line, not that error, must end the run. Costs one heartbeat round when all are alive."""
+  if _watch is not None:
+    _watch.hear_everyone_again()
