@@ -20,6 +20,7 @@ service-silence rule above covers a process 0 that hangs instead of dying.
 
 from __future__ import annotations
 
+import atexit
 from collections.abc import Callable, Iterator
 import contextlib
 import logging as std_logging
@@ -75,6 +76,12 @@ class PeerWatch:
     self._peer_changed = {p: now for p in range(process_count) if p != process_index}
     self._peer_value: dict[int, str | None] = {p: None for p in self._peer_changed}
     self._lock = threading.Lock()
+    self._stopped = threading.Event()
+
+  def stop(self) -> None:
+    """No verdicts from now on: the process is exiting (its peers too, and process 0's
+    service may close first)."""
+    self._stopped.set()
 
   def start(self) -> PeerWatch:
     for target, name in ((self._beat, "heartbeat"), (self._judge, "judge")):
@@ -109,7 +116,7 @@ class PeerWatch:
     the judge ends the process meanwhile (at most the timeout from its last beat)."""
     with self._lock:
       before = dict(self._peer_value)
-    while True:
+    while not self._stopped.is_set():
       with self._lock:
         if all(self._peer_value[p] != before[p] for p in before):
           return
@@ -131,7 +138,9 @@ class PeerWatch:
     return None
 
   def _judge(self) -> None:
-    while (verdict := self.lost()) is None:
+    while (verdict := self.lost()) is None or self._stopped.is_set():
+      if self._stopped.is_set():
+        return
       time.sleep(self._interval / 2)
     exit_lost(*verdict, process_count=self._count)
 
@@ -166,6 +175,9 @@ def watch_peers(timeout_seconds: float) -> PeerWatch | None:
   _watch = PeerWatch(
       distributed.global_state.client, jax.process_index(), jax.process_count(), timeout_seconds
   ).start()
+  # Runs before JAX's own exit handler (registered when jax was imported), which shuts the
+  # runtime down in step with the other processes.
+  atexit.register(_watch.stop)
   return _watch
 
 

@@ -28,10 +28,10 @@ class MemoryStore:
 
 
 class Peer:
-  """Process 1, beating while `alive` and until the test ends."""
+  """Another process (1 unless told), beating while `alive` and until the test ends."""
 
-  def __init__(self, store, test_over):
-    self.store, self.alive, self.test_over = store, True, test_over
+  def __init__(self, store, test_over, index=1):
+    self.store, self.alive, self.test_over, self.index = store, True, test_over, index
     threading.Thread(target=self._beat, daemon=True).start()
 
   def _beat(self):
@@ -39,7 +39,7 @@ class Peer:
     while not self.test_over.is_set():
       if self.alive:
         count += 1
-        self.store.values[f"{lost_host.KEY_PREFIX}1"] = str(count)
+        self.store.values[f"{lost_host.KEY_PREFIX}{self.index}"] = str(count)
       time.sleep(0.05)
 
 
@@ -89,8 +89,9 @@ def test_a_silent_peer_is_lost_and_the_farewells_speak(exits, test_over, capsys)
 
 def test_a_silent_coordination_service_is_process_0_lost(exits, test_over, capsys):
   store = MemoryStore()
-  Peer(store, test_over)
+  Peer(store, test_over, index=0)  # process 0 lives on; only its service stops answering
   watch = lost_host.PeerWatch(store, 1, 2, timeout_seconds=1.0).start()
+  watch.hear_everyone_again()
   store.answering = False
   assert wait_until(lambda: exits == [1]), "the judge never spoke"
   line = capsys.readouterr().err.strip().splitlines()[-1]
@@ -126,3 +127,16 @@ def test_an_error_leaving_a_farewell_block_waits_for_the_verdict(exits, test_ove
   peer.alive = True  # (a peer heard from again lets the error through)
   worker.join(timeout=30)
   assert settled == ["unwinding", "reported"]
+
+
+def test_no_verdict_once_the_process_is_exiting(exits, test_over):
+  """At exit (atexit, before JAX's shutdown) the watch stops: peers leaving then, or process
+  0's service closing first, must not turn a finished run into status 1."""
+  store = MemoryStore()
+  peer = Peer(store, test_over)
+  watch = lost_host.PeerWatch(store, 0, 2, timeout_seconds=0.5).start()
+  watch.hear_everyone_again()
+  watch.stop()
+  peer.alive, store.answering = False, False
+  time.sleep(2.0)  # four timeouts
+  assert exits == [] and watch.lost() is not None  # silent, but nobody is told
