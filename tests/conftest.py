@@ -27,6 +27,10 @@ os.environ["XLA_FLAGS"] = " ".join(
 )
 # TensorFlow must never grab an accelerator that JAX wants, and its C++ logging is noise here.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# gs:// paths through fsspec's gcsfs, which the suite's Cloud Storage emulator can reach
+# (tests/gcs_emulator.py), not TensorFlow's client, which always calls the real service.
+# etils reads the setting once per process, at its first path of any kind: hence here.
+os.environ["EPATH_USE_TF"] = "false"
 
 # The suite compiles the same small programs many times (every in-process training run compiles
 # its init, train and eval steps afresh). JAX's persistent compilation cache, the one the

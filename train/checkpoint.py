@@ -6,15 +6,14 @@ parameters) are runtime/artifacts.py's; this module is the training system's man
 
 from __future__ import annotations
 
-import os
-
 import orbax.checkpoint as ocp
 
+from runtime import paths
 from runtime.artifacts import CHECKPOINTS_SUBDIR, write_replicated_arrays_once
 
 
 def checkpoint_directory(workdir: str) -> str:
-  return os.path.join(os.path.abspath(workdir), CHECKPOINTS_SUBDIR)
+  return paths.join(workdir, CHECKPOINTS_SUBDIR)
 
 
 def checkpoint_manager(workdir: str, *, max_to_keep: int = 3) -> ocp.CheckpointManager:
@@ -29,18 +28,19 @@ def checkpoint_manager(workdir: str, *, max_to_keep: int = 3) -> ocp.CheckpointM
   )
 
 
-def complete_steps(directory: str) -> list[int]:
-  """Steps whose checkpoint is finished on disk, read from the directory itself.
+# What orbax writes last into a step directory in an object store, which has no atomic rename.
+COMMIT_MARKER = "commit_success.txt"
 
-  orbax writes step N into a temporary directory and renames it to `N` once complete, so the
-  plain-number directories are exactly the complete checkpoints, whatever state the manager's
-  own bookkeeping is in after an asynchronous write failed.
+
+def complete_steps(directory: str) -> list[int]:
+  """Steps whose checkpoint is finished, read from the directory itself, whatever state the
+  manager's own bookkeeping is in after an asynchronous write failed.
+
+  On a file system orbax writes step N into a temporary directory and renames it to `N` once
+  complete, so the plain-number directories are exactly the complete checkpoints. In an
+  object store (gs://) it writes `N/` in place and `N/commit_success.txt` last.
   """
-  directory = str(directory)
-  try:
-    names = os.listdir(directory)
-  except OSError:
-    return []
-  return sorted(
-      int(name) for name in names if name.isdigit() and os.path.isdir(os.path.join(directory, name))
-  )
+  steps = [int(name) for name in paths.subdirectory_names(directory) if name.isdigit()]
+  if paths.is_remote(directory):
+    steps = [s for s in steps if paths.exists(paths.join(directory, str(s), COMMIT_MARKER))]
+  return sorted(steps)
