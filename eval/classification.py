@@ -11,7 +11,6 @@ from __future__ import annotations
 import collections
 from collections.abc import Sequence
 import dataclasses
-import os
 import time
 from typing import Any
 
@@ -27,7 +26,7 @@ from eval import multi_crop, renormalize, report, scoring
 from inception import create_model_from_config
 import input_pipeline
 from input_pipeline import eval_preprocess, sharding
-from runtime import artifacts, progress
+from runtime import artifacts, paths, progress
 from runtime import mesh as mesh_lib
 
 # Upper bound on one float32 host batch of all views when --batch_size is not given.
@@ -57,7 +56,7 @@ def load_models(directories: Sequence[str], use_ema: bool) -> list[ModelToEvalua
           f"{directory} has no {artifacts.MODEL_CONFIG_FILE}; cannot tell which "
           "model its variables belong to."
       )
-    if use_ema and os.path.isdir(os.path.join(directory, artifacts.VARIABLES_SUBDIR)):
+    if use_ema and paths.isdir(paths.join(directory, artifacts.VARIABLES_SUBDIR)):
       logging.warning(
           "%s is an exported model with one set of parameters; --params=ema does "
           "not apply to it.",

@@ -20,12 +20,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 import functools
 import json
-import os
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+from runtime import paths
 
 CHECKPOINTS_SUBDIR = "checkpoints"
 VARIABLES_SUBDIR = "variables"
@@ -52,33 +53,33 @@ def write_replicated_arrays_once() -> None:
 
 def write_model_config(directory: str, model_config: Mapping[str, Any]) -> None:
   """`<directory>/model.json`: the model section that rebuilds a matching model."""
-  os.makedirs(directory, exist_ok=True)
-  with open(os.path.join(directory, MODEL_CONFIG_FILE), "w") as f:
+  paths.makedirs(directory)
+  with paths.open_file(paths.join(directory, MODEL_CONFIG_FILE), "w") as f:
     json.dump(dict(model_config), f, indent=2, sort_keys=True)
 
 
 def read_model_config(directory: str) -> dict[str, Any] | None:
   """The model section recorded in `directory`, None when it records none."""
-  path = os.path.join(directory, MODEL_CONFIG_FILE)
-  if not os.path.exists(path):
+  path = paths.join(directory, MODEL_CONFIG_FILE)
+  if not paths.exists(path):
     return None
-  with open(path) as f:
+  with paths.open_file(path) as f:
     return json.load(f)
 
 
 def write_input_convention(directory: str, normalization: str, **details: Any) -> None:
   """`<directory>/input.json`: the config.data.normalization the weights were trained with."""
-  os.makedirs(directory, exist_ok=True)
-  with open(os.path.join(directory, INPUT_CONVENTION_FILE), "w") as f:
+  paths.makedirs(directory)
+  with paths.open_file(paths.join(directory, INPUT_CONVENTION_FILE), "w") as f:
     json.dump({"normalization": normalization, **details}, f, indent=2, sort_keys=True)
 
 
 def read_input_convention(directory: str) -> dict[str, Any] | None:
   """`<directory>/input.json`, None for directories written before it existed."""
-  path = os.path.join(os.path.abspath(directory), INPUT_CONVENTION_FILE)
-  if not os.path.exists(path):
+  path = paths.join(directory, INPUT_CONVENTION_FILE)
+  if not paths.exists(path):
     return None
-  with open(path) as f:
+  with paths.open_file(path) as f:
     return json.load(f)
 
 
@@ -100,12 +101,12 @@ def save_model_variables(
     directory: str, variables: Mapping[str, Any], model_config: Mapping[str, Any]
 ) -> None:
   """Writes {'params', 'batch_stats'} and the model config that builds a matching model."""
-  directory = os.path.abspath(directory)
-  os.makedirs(directory, exist_ok=True)
+  directory = paths.absolute(directory)
+  paths.makedirs(directory)
   tree = {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
   write_replicated_arrays_once()
   checkpointer = ocp.StandardCheckpointer()
-  checkpointer.save(os.path.join(directory, VARIABLES_SUBDIR), tree, force=True)
+  checkpointer.save(paths.join(directory, VARIABLES_SUBDIR), tree, force=True)
   checkpointer.wait_until_finished()
   write_model_config(directory, model_config)
 
@@ -145,16 +146,16 @@ def load_model_variables(
   From a workdir the latest checkpoint is used, or `step`; `use_ema` picks the Polyak-averaged
   parameters. model_config is None when the directory does not record it.
   """
-  directory = os.path.abspath(directory)
+  directory = paths.absolute(directory)
   model_config = read_model_config(directory)
-  exported = os.path.join(directory, VARIABLES_SUBDIR)
-  if os.path.isdir(exported):
+  exported = paths.join(directory, VARIABLES_SUBDIR)
+  if paths.isdir(exported):
     checkpointer = ocp.StandardCheckpointer()
     target = replicated_target(checkpointer.metadata(exported).item_metadata)
     tree = checkpointer.restore(exported, target)
     return _as_numpy(tree["params"], tree.get("batch_stats", {})), model_config
-  checkpoints = os.path.join(directory, CHECKPOINTS_SUBDIR)
-  if os.path.isdir(checkpoints):
+  checkpoints = paths.join(directory, CHECKPOINTS_SUBDIR)
+  if paths.isdir(checkpoints):
     with ocp.CheckpointManager(
         checkpoints, item_handlers=ocp.StandardCheckpointHandler()
     ) as manager:

@@ -32,6 +32,19 @@ def exists(path: str | os.PathLike) -> bool:
   return epath.Path(absolute(path)).exists()
 
 
+def isdir(path: str | os.PathLike) -> bool:
+  return epath.Path(absolute(path)).is_dir()
+
+
+def makedirs(path: str | os.PathLike) -> None:
+  epath.Path(absolute(path)).mkdir(parents=True, exist_ok=True)
+
+
+def open_file(path: str | os.PathLike, mode: str = "r"):
+  """`open()` for a local path or a URL (modes 'r', 'w', 'a', with 'b' for bytes)."""
+  return epath.Path(absolute(path)).open(mode)
+
+
 def subdirectory_names(path: str | os.PathLike) -> list[str]:
   """Names of the directories directly under `path` ([] when it does not exist)."""
   directory = epath.Path(absolute(path))
