@@ -212,12 +212,17 @@ def test_user_mistakes_end_in_one_line_errors(tmp_path):
   assert "modle" in done.stderr
 
 
-def test_second_signal_stops_at_once():
-  # The stop handler of the training loop, in a child that sleeps instead of training.
+def test_second_signal_stops_at_once_and_frees_the_workdir(tmp_path):
+  # The stop handler of the training loop, in a child that holds a workdir lock (as
+  # train_and_evaluate does, releasing it on a second signal) and sleeps instead of training.
   script = (
       "import os, signal, time\n"
       "from train.loop import _StopRequest\n"
+      "from train.workdir_lock import WorkdirLock\n"
+      f"lock = WorkdirLock({str(tmp_path)!r})\n"
+      "lock.acquire()\n"
       "with _StopRequest() as stop:\n"
+      "  stop.on_second_signal.append(lock.release)\n"
       "  os.kill(os.getpid(), signal.SIGINT)\n"
       "  print('first', stop.signal_name, flush=True)\n"
       "  os.kill(os.getpid(), signal.SIGINT)\n"
@@ -242,6 +247,7 @@ def test_second_signal_stops_at_once():
   # Killed by the second signal: had it been ignored, the child would print after its sleep.
   assert done.returncode == -signal.SIGINT
   assert "still starting" in done.stderr  # no step had run: the log says compilation waits
+  assert not (tmp_path / workdir_lock.LOCK_FILE).exists()
 
 
 def test_signal_during_evaluation_saves_stops_and_resumes(tmp_path, monkeypatch, caplog, absl_info):

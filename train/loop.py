@@ -8,6 +8,7 @@ interrupted-and-resumed run ends with the parameters of an uninterrupted one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import contextlib
 import json
 import os
@@ -54,12 +55,15 @@ class _StopRequest:
   """Turns SIGTERM (preemption) and SIGINT (Ctrl-C) into a checkpoint-and-exit at a step end.
 
   The signal only sets a flag: when to stop is agreed by all processes (see `_StopVotes`).
-  A second signal, while a stop is already pending, ends the process at once.
+  A second signal, while a stop is already pending, ends the process at once, after the
+  `on_second_signal` calls (releasing the workdir lock, so that a rerun need not wait for it
+  to go stale).
   """
 
   def __init__(self):
     self.signal_name: str | None = None
     self.first_step_done = False
+    self.on_second_signal: list[Callable[[], None]] = []
     self._previous = {}
 
   def __enter__(self):
@@ -73,6 +77,11 @@ class _StopRequest:
   def _handle(self, signum, frame):
     del frame
     if self.signal_name is not None:
+      for last_call in self.on_second_signal:
+        try:
+          last_call()
+        except Exception as error:  # the process must still end at once
+          logging.error("While stopping at once: %s", error)
       signal.signal(signum, signal.SIG_DFL)
       os.kill(os.getpid(), signum)
       return
@@ -169,6 +178,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       lost_host.farewell(lambda: _lost_host_farewell(lock, workdir)),
       _open_manager(config, workdir) as manager,
   ):
+    if lock is not None:
+      stop.on_second_signal.append(lock.release)
     return _train_and_evaluate(config, workdir, stop, manager)
 
 
