@@ -76,7 +76,7 @@ def main(argv):
   process.start_jax_process(
       bool(config.get("distributed")),
       config.get("compilation_cache", "off"),
-      config.get("lost_host_seconds", 45.0),
+      config.get("lost_host_seconds", lost_host.DEFAULT_SECONDS),
   )
   try:
     models = classification.load_models(FLAGS.models, use_ema=FLAGS.params == "ema")

@@ -34,6 +34,8 @@ import jax
 from jax._src import distributed
 
 KEY_PREFIX = "googlenet_jax/alive/"
+# config.lost_host_seconds's default (train/config.py, which keeps JAX out of its imports).
+DEFAULT_SECONDS = 45.0
 # JAX's own detection (the coordination service's heartbeat timeout) aborts the survivors;
 # it is kept this much later than ours so that ours speaks first.
 JAX_HEARTBEAT_MARGIN_SECONDS = 60
@@ -138,11 +140,11 @@ class PeerWatch:
     return None
 
   def _judge(self) -> None:
-    while (verdict := self.lost()) is None or self._stopped.is_set():
-      if self._stopped.is_set():
+    while not self._stopped.is_set():
+      if verdict := self.lost():
+        exit_lost(*verdict, process_count=self._count)
         return
       time.sleep(self._interval / 2)
-    exit_lost(*verdict, process_count=self._count)
 
 
 def exit_lost(process: int, why: str, process_count: int) -> None:

@@ -53,7 +53,9 @@ def explicit_cluster(environ=os.environ) -> dict[str, int]:
   return {"num_processes": count, "process_id": index}
 
 
-def initialize_distributed(environ=os.environ, lost_host_seconds: float = 45.0) -> None:
+def initialize_distributed(
+    environ=os.environ, lost_host_seconds: float = lost_host.DEFAULT_SECONDS
+) -> None:
   """jax.distributed.initialize() with the explicit cluster of the environment, if any, and
   a watch that ends this process plainly once another one is lost (runtime/lost_host.py)."""
   # Cross-process collectives on XLA:CPU need a CPU collectives implementation; gloo (over
@@ -226,7 +228,9 @@ def hide_accelerators_from_tensorflow() -> None:
 
 
 def start_jax_process(
-    distributed: bool, compilation_cache: str = "off", lost_host_seconds: float = 45.0
+    distributed: bool,
+    compilation_cache: str = "off",
+    lost_host_seconds: float = lost_host.DEFAULT_SECONDS,
 ) -> None:
   """Joins the multi-host runtime if asked, keeps TensorFlow off the accelerators, logs devices.
 

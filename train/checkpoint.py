@@ -32,6 +32,11 @@ def checkpoint_manager(workdir: str, *, max_to_keep: int = 3) -> ocp.CheckpointM
 COMMIT_MARKER = "commit_success.txt"
 
 
+def describe_newest(directory: str, steps: list[int]) -> str:
+  """The newest of `complete_steps(directory)` for a message, or that there is none."""
+  return f"{directory}/{steps[-1]}" if steps else "none (no save completed)"
+
+
 def complete_steps(directory: str) -> list[int]:
   """Steps whose checkpoint is finished, read from the directory itself, whatever state the
   manager's own bookkeeping is in after an asynchronous write failed.

@@ -86,7 +86,7 @@ def default_config() -> ml_collections.ConfigDict:
   # Multi-host: a process not heard from for this long is lost, and every other process then
   # exits (status 1, one error line naming it and the last complete checkpoint) so that the
   # job can be relaunched; keep it above the longest stall of a healthy process.
-  config.lost_host_seconds = 45.0
+  config.lost_host_seconds = 45.0  # runtime/lost_host.py's DEFAULT_SECONDS
   # JAX's persistent compilation cache, so a resumed or repeated run skips XLA compilation:
   # 'auto' (~/.cache/googlenet_jax/xla, or under $XDG_CACHE_HOME), 'off', or a directory.
   config.compilation_cache = "auto"

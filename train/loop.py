@@ -188,8 +188,7 @@ def _lost_host_farewell(lock: WorkdirLock | None, workdir: str) -> str:
   if lock is not None:
     lock.release()
   directory = checkpoint.checkpoint_directory(workdir)
-  done = checkpoint.complete_steps(directory)
-  last = f"{directory}/{done[-1]}" if done else "none (no save completed)"
+  last = checkpoint.describe_newest(directory, checkpoint.complete_steps(directory))
   return f"The last complete checkpoint is {last}; relaunch the job to resume from it."
 
 
@@ -217,7 +216,7 @@ def _write_error(
       if failed
       else f"a checkpoint in {manager.directory}"
   )
-  last = f"{manager.directory}/{done[-1]}" if done else "none (no save completed)"
+  last = checkpoint.describe_newest(manager.directory, done)
   return CheckpointWriteError(
       f"Could not write {which} ({type(error).__name__}: {error}). The last complete "
       f"checkpoint is {last}. Free space or make the workdir writable, then run the same "
