@@ -77,6 +77,7 @@ class PeerWatch:
     self._service_answered = now
     self._peer_changed = {p: now for p in range(process_count) if p != process_index}
     self._peer_value: dict[int, str | None] = {p: None for p in self._peer_changed}
+    self._peer_advances = {p: 0 for p in self._peer_changed}
     self._lock = threading.Lock()
     self._stopped = threading.Event()
 
@@ -111,16 +112,19 @@ class PeerWatch:
         for peer, value in values.items():
           if value is not None and value != self._peer_value[peer]:
             self._peer_value[peer], self._peer_changed[peer] = value, now
+            self._peer_advances[peer] += 1
       time.sleep(self._interval)
 
   def hear_everyone_again(self) -> None:
-    """Returns once every peer's heartbeat has advanced since the call; if one never does,
-    the judge ends the process meanwhile (at most the timeout from its last beat)."""
+    """Returns once every peer's heartbeat has advanced twice since the call; if one never
+    does, the judge ends the process meanwhile (at most the timeout from its last beat).
+    Twice: the first advance seen may be a beat the peer wrote just before it died, read
+    here only after the call; the second was written after that read, so the peer lived."""
     with self._lock:
-      before = dict(self._peer_value)
+      before = dict(self._peer_advances)
     while not self._stopped.is_set():
       with self._lock:
-        if all(self._peer_value[p] != before[p] for p in before):
+        if all(self._peer_advances[p] >= before[p] + 2 for p in before):
           return
       time.sleep(self._interval / 2)
 
@@ -186,6 +190,6 @@ def watch_peers(timeout_seconds: float) -> PeerWatch | None:
 def settle_before_reporting_an_error() -> None:
   """A binary about to report an error calls this first: a lost peer can be the cause (a
   checkpoint barrier or collective that failed because it died), and then the lost-host
-  line, not that error, must end the run. Costs one heartbeat round when all are alive."""
+  line, not that error, must end the run. Costs two heartbeat rounds when all are alive."""
   if _watch is not None:
     _watch.hear_everyone_again()
