@@ -13,8 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 import os
+import shutil
+import tempfile
 
 from absl import logging
+
+from runtime import paths
 
 # Sizes are given in pixels; at this resolution one inch is 100 of them and text stays legible.
 DPI = 100
@@ -29,15 +33,21 @@ def new_figure(width_px: int, height_px: int):
 
 def save_png(figure, path: str) -> str:
   """Writes `figure` to `path` through a temporary file, so a reader (or a run killed while
-  drawing) never sees half a PNG."""
-  temporary = f"{path}.tmp-{os.getpid()}"
+  drawing) never sees half a PNG; a path in a bucket gets the finished file in one upload."""
+  local = tempfile.mkdtemp(prefix="figure_") if paths.is_remote(path) else None
+  target = os.path.join(local, "figure.png") if local else path
+  temporary = f"{target}.tmp-{os.getpid()}"
   try:
     # No bbox_inches='tight': it would crop the picture to another size on every run.
     figure.savefig(temporary, format="png", dpi=DPI)
-    os.replace(temporary, path)
+    os.replace(temporary, target)
+    if local:
+      paths.upload(target, path)
   finally:
     if os.path.exists(temporary):
       os.remove(temporary)
+    if local:
+      shutil.rmtree(local, ignore_errors=True)
   return path
 
 

@@ -45,6 +45,43 @@ def open_file(path: str | os.PathLike, mode: str = "r"):
   return epath.Path(absolute(path)).open(mode)
 
 
+def read_text(path: str | os.PathLike) -> str:
+  return epath.Path(absolute(path)).read_text()
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+  """One whole write: an object in a bucket is replaced at once, never seen half written."""
+  epath.Path(absolute(path)).write_text(text)
+
+
+def remove(path: str | os.PathLike) -> None:
+  """Deletes a file (FileNotFoundError when it is not there)."""
+  epath.Path(absolute(path)).unlink()
+
+
+def rename(path: str | os.PathLike, new_path: str | os.PathLike) -> None:
+  """Moves a file or a whole directory (in a bucket: every object under it)."""
+  epath.Path(absolute(path)).rename(absolute(new_path))
+
+
+def upload(local_path: str, path: str | os.PathLike) -> None:
+  """Copies a local file to `path` (a URL or another local path), replacing it."""
+  epath.Path(local_path).copy(epath.Path(absolute(path)), overwrite=True)
+
+
+def download(path: str | os.PathLike, local_path: str) -> None:
+  epath.Path(absolute(path)).copy(epath.Path(local_path), overwrite=True)
+
+
+def file_names(path: str | os.PathLike, pattern: str = "*") -> list[str]:
+  """Names of the files directly under `path` matching `pattern` ([] when it is absent)."""
+  directory = epath.Path(absolute(path))
+  try:
+    return sorted(child.name for child in directory.glob(pattern) if not child.is_dir())
+  except (FileNotFoundError, NotADirectoryError):
+    return []
+
+
 def subdirectory_names(path: str | os.PathLike) -> list[str]:
   """Names of the directories directly under `path` ([] when it does not exist)."""
   directory = epath.Path(absolute(path))

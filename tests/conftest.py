@@ -31,6 +31,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # (tests/gcs_emulator.py), not TensorFlow's client, which always calls the real service.
 # etils reads the setting once per process, at its first path of any kind: hence here.
 os.environ["EPATH_USE_TF"] = "false"
+# gcsfs's experimental file system asks Google's servers (with credentials this machine has
+# not) whether each bucket is zonal, then falls back to its plain client with a warning.
+os.environ["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] = "false"
 
 # The suite compiles the same small programs many times (every in-process training run compiles
 # its init, train and eval steps afresh). JAX's persistent compilation cache, the one the
@@ -66,6 +69,7 @@ _LONG_FILES_FIRST = (
     "test_lost_host.py",
     "test_train_loop.py",
     "test_eval_classify.py",
+    "test_gcs_training.py",
     "test_train_sharding.py",
     "test_init_from.py",
     "test_export_platforms.py",

@@ -6,6 +6,11 @@ this process at it, yields the bucket's URL, and stops it. How each client is po
   through fsspec's gcsfs, which honours `STORAGE_EMULATOR_HOST`; TensorFlow's own gs://
   client has no such setting and would call the real service;
 - orbax's arrays (tensorstore): `TENSORSTORE_GCS_HTTP_URL`.
+
+The emulator runs with one fix (`_SERVER`): its media downloads lack the `x-goog-generation`
+header that Cloud Storage sends with every object read. tensorstore reads an object's
+generation from it and, without it, fails on the second write to an OCDBT checkpoint
+("Malformed StorageGeneration" reading manifest.ocdbt).
 """
 
 import os
@@ -20,6 +25,25 @@ from tests.local_cluster import free_loopback_port
 
 BUCKET = "googlenet-test"
 START_SECONDS = 60
+_SERVER = """
+import sys
+from gcp_storage_emulator.handlers import objects
+
+_download = objects.download
+
+def download(request, response, storage, *args, **kwargs):
+  _download(request, response, storage, *args, **kwargs)
+  try:
+    obj = storage.get_file_obj(request.params["bucket_name"], request.params["object_id"])
+  except Exception:  # not found: the original handler answered 404
+    return
+  response["x-goog-generation"] = str(obj["generation"])
+  response["x-goog-metageneration"] = str(obj.get("metageneration", "1"))
+
+objects.download = download  # before the server module binds its routes to the handlers
+from gcp_storage_emulator.__main__ import main
+sys.exit(main(sys.argv[1:]))
+"""
 
 
 @pytest.fixture(scope="session")
@@ -30,8 +54,8 @@ def gcs_bucket():
   server = subprocess.Popen(
       [
           sys.executable,
-          "-m",
-          "gcp_storage_emulator",
+          "-c",
+          _SERVER,
           "start",
           "--host=127.0.0.1",
           f"--port={port}",

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import glob
 import os
+import tempfile
 
 from absl import logging
 import numpy as np
 
-from runtime import figures
+from runtime import figures, paths
 
 WIDTH_PX, HEIGHT_PX = 1000, 750
 FILE_NAME = "curves.png"
@@ -96,8 +97,15 @@ def read_scalars(event_dir: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
   """{tag: (steps, values)} of every scalar in the event files of `event_dir`, by step.
 
   Where several events hold the same tag and step, the one with the latest wall time wins
-  (file order breaks ties), so a resumed run's repeated steps show its last segment.
+  (file order breaks ties), so a resumed run's repeated steps show its last segment. Event
+  files in a bucket are copied to a temporary directory first (TensorFlow's reader, like its
+  writer, reaches buckets only through its own client; train/reporting.py).
   """
+  if paths.is_remote(event_dir):
+    with tempfile.TemporaryDirectory(prefix="events_") as local:
+      for name in paths.file_names(event_dir, "events.out.tfevents.*"):
+        paths.download(paths.join(event_dir, name), os.path.join(local, name))
+      return read_scalars(local)
   import tensorflow as tf  # only the reader needs TF
   from tensorflow.core.util import event_pb2
 
@@ -146,13 +154,13 @@ def _scalar_of(value, tf) -> float | None:
 
 def plot_training_curves(workdir: str, path: str | None = None) -> str:
   """Draws <workdir>/tensorboard's curves to `path` (default <workdir>/curves.png); returns it."""
-  curves = read_scalars(os.path.join(workdir, "tensorboard"))
-  path = path or os.path.join(workdir, FILE_NAME)
+  curves = read_scalars(paths.join(workdir, "tensorboard"))
+  path = path or paths.join(workdir, FILE_NAME)
   from matplotlib.ticker import MaxNLocator
 
   figure = figures.new_figure(WIDTH_PX, HEIGHT_PX)
   last_step = max((int(steps[-1]) for steps, _ in curves.values()), default=0)
-  figure.suptitle(f"{os.path.basename(os.path.normpath(workdir))}: step {last_step}")
+  figure.suptitle(f"{os.path.basename(str(workdir).rstrip('/'))}: step {last_step}")
   panels = _panels_for(curves)
   for axes, (title, y_label, scale, series) in zip(figure.subplots(2, 2).flat, panels):
     axes.set_title(title)

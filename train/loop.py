@@ -26,7 +26,7 @@ import orbax.checkpoint as ocp
 
 from inception import create_model_from_config
 import input_pipeline
-from runtime import artifacts, lost_host, progress
+from runtime import artifacts, lost_host, paths, progress
 from runtime import mesh as mesh_lib
 from train import checkpoint, compiler_options, curves, reporting, resume, schedule, tasks
 from train.config import check_config
@@ -266,7 +266,7 @@ def _train_and_evaluate(
     manager: ocp.CheckpointManager,
 ) -> dict[str, Any]:
   start_time = time.time()
-  workdir = os.path.abspath(workdir)
+  workdir = paths.absolute(workdir)
   if manager.all_steps():  # before any compilation: a foreign model fails in seconds
     resume.check_same_model(workdir, config.model.to_dict())
   mesh = mesh_lib.create_data_mesh()
@@ -477,8 +477,7 @@ def _train_and_evaluate(
       "process_count": jax.process_count(),
   }
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "summary.json"), "w") as f:
-      json.dump(summary, f, indent=2)
+    paths.write_text(paths.join(workdir, "summary.json"), json.dumps(summary, indent=2))
     curves.write_training_curves(workdir)  # after the writer's close: every event is on disk
   if not stop_reason:
     logging.info(

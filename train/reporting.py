@@ -4,23 +4,49 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 import os
+import tempfile
 
 from absl import logging
 import jax
 
+from runtime import paths
 from runtime.progress import format_eta
 
 
 class MetricWriter:
-  """Scalars to `<workdir>/tensorboard` (train and eval curves) on process 0."""
+  """Scalars to `<workdir>/tensorboard` (train and eval curves) on process 0.
+
+  A workdir in a bucket gets its events through a local mirror: TensorFlow's writer reaches
+  a bucket only through TensorFlow's own `gs://` client, which cannot be pointed at another
+  endpoint (an emulator, a proxy) and is not the client runtime/paths.py may have chosen. The
+  mirror starts with the bucket's event files (a resumed run appends to its history) and each
+  flush copies the files that grew back up.
+  """
 
   def __init__(self, workdir: str):
     self._writer = None
+    self._bucket_dir = None
     if jax.process_index() == 0:
       import tensorflow as tf  # only the writer needs TF here; the input pipeline has it anyway
 
       self._tf = tf
-      self._writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
+      event_dir = paths.join(workdir, "tensorboard")
+      if paths.is_remote(event_dir):
+        self._bucket_dir, self._mirror = event_dir, tempfile.TemporaryDirectory(prefix="events_")
+        self._uploaded = {}
+        for name in paths.file_names(event_dir, "events.out.tfevents.*"):
+          local = os.path.join(self._mirror.name, name)
+          paths.download(paths.join(event_dir, name), local)
+          self._uploaded[name] = os.path.getsize(local)
+        event_dir = self._mirror.name
+      self._writer = tf.summary.create_file_writer(event_dir)
+
+  def _upload_grown_files(self) -> None:
+    for name in sorted(os.listdir(self._mirror.name)):
+      size = os.path.getsize(os.path.join(self._mirror.name, name))
+      if size != self._uploaded.get(name):
+        paths.upload(os.path.join(self._mirror.name, name), paths.join(self._bucket_dir, name))
+        self._uploaded[name] = size
 
   def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
     if self._writer is None:
@@ -29,10 +55,15 @@ class MetricWriter:
       for name, value in scalars.items():
         self._tf.summary.scalar(name, value, step=step)
     self._writer.flush()
+    if self._bucket_dir:
+      self._upload_grown_files()
 
   def close(self) -> None:
     if self._writer is not None:
       self._writer.close()
+      if self._bucket_dir:
+        self._upload_grown_files()
+        self._mirror.cleanup()
 
 
 def log_train_line(

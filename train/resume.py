@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 import dataclasses
-import os
 import time
 from typing import Any
 
@@ -20,7 +19,7 @@ from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
-from runtime import artifacts
+from runtime import artifacts, paths
 
 # Model fields that change the parameter tree (names, shapes or dtypes): a checkpoint of
 # another value cannot be resumed. The others (dtype, dropout, kernels) may change on resume.
@@ -51,10 +50,10 @@ def check_same_model(workdir: str, model_config: Mapping[str, Any]) -> None:
 
 
 def _set_aside(manager: ocp.CheckpointManager, step: int) -> str:
-  source = os.path.join(str(manager.directory), str(step))
+  source = paths.join(str(manager.directory), str(step))
   target = f"{source}.damaged-{int(time.time())}"
-  if jax.process_index() == 0 and os.path.exists(source):
-    os.rename(source, target)
+  if jax.process_index() == 0 and paths.exists(source):
+    paths.rename(source, target)
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices(f"set aside checkpoint {step}")
   return target

@@ -7,6 +7,13 @@ A second run stops at once with a message naming the holder, unless the lock is 
 holder is a pid on this host that no longer exists, or (any host) the heartbeat stopped more
 than STALE_AFTER_SECONDS ago (the holder crashed or its machine went away). A stale lock is
 taken over with a warning. Process 0 of a multi-process job holds the lock for the job.
+
+In a bucket (`gs://...`) no exclusive create is available through every client this project
+reaches Cloud Storage with (TensorFlow's, fsspec's, the test suite's emulator honour no
+if-generation-match precondition alike), so the lock is a lease: a starter that finds no lock
+writes its record, waits SETTLE_SECONDS and reads it back. Of two starters racing, the later
+write wins and the earlier one, reading the other's record, backs off as from a busy workdir.
+The heartbeat rewrites the record with its time (objects have no mtime to touch).
 """
 
 from __future__ import annotations
@@ -16,12 +23,17 @@ import os
 import socket
 import threading
 import time
+import uuid
 
 from absl import logging
+
+from runtime import paths
 
 LOCK_FILE = "run.lock"
 HEARTBEAT_SECONDS = 30.0
 STALE_AFTER_SECONDS = 180.0
+# Longer than a starter's gap between finding no lock and writing its own (one request).
+SETTLE_SECONDS = 1.0
 
 
 class WorkdirBusyError(RuntimeError):
@@ -44,8 +56,7 @@ def _pid_alive(pid: int) -> bool:
 
 def _read(path: str) -> dict | None:
   try:
-    with open(path) as f:
-      return json.load(f)
+    return json.loads(paths.read_text(path))
   except FileNotFoundError:
     return None
   except (OSError, ValueError):
@@ -67,16 +78,31 @@ class WorkdirLock:
   """Context manager: holds `<workdir>/run.lock` for the duration of a run."""
 
   def __init__(self, workdir: str):
-    self.path = os.path.join(os.path.abspath(workdir), LOCK_FILE)
+    self.workdir = paths.absolute(workdir)
+    self.path = paths.join(self.workdir, LOCK_FILE)
+    self._remote = paths.is_remote(self.path)
     self._stop = threading.Event()
     self._thread: threading.Thread | None = None
     self._record = {
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "token": uuid.uuid4().hex,  # this lock among several of one process
     }
 
+  def _ours(self, holder: dict | None) -> bool:
+    return bool(holder) and holder.get("token") == self._record["token"]
+
+  def _write_record(self) -> None:
+    paths.write_text(self.path, json.dumps({**self._record, "refreshed": time.time()}))
+
   def _try_create(self) -> bool:
+    if self._remote:
+      if paths.exists(self.path):
+        return False
+      self._write_record()
+      time.sleep(SETTLE_SECONDS)
+      return self._ours(_read(self.path))
     try:
       fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:
@@ -85,16 +111,19 @@ class WorkdirLock:
       json.dump(self._record, f)
     return True
 
+  def _age_seconds(self, holder: dict) -> float:
+    if self._remote:
+      refreshed = holder.get("refreshed")
+      return time.time() - refreshed if isinstance(refreshed, (int, float)) else float("inf")
+    return time.time() - os.path.getmtime(self.path)
+
   def acquire(self) -> None:
-    workdir = os.path.dirname(self.path)
+    workdir = self.workdir
     try:
-      os.makedirs(workdir, exist_ok=True)
+      paths.makedirs(workdir)
       created = self._try_create()
-    except OSError as error:  # a file in the way, a read-only or full disk, no permission
-      raise WorkdirUnusableError(
-          f"--workdir={workdir} cannot be used: {error.strerror or error} "
-          f"({error.filename or workdir}). Choose a writable directory."
-      ) from error
+    except Exception as error:  # a file in the way, a read-only or full disk, no bucket
+      raise WorkdirUnusableError(_unusable_message(workdir, error)) from error
     attempts = 0
     while not created:  # a takeover can race another starter, which then sees a fresh lock
       attempts += 1
@@ -109,13 +138,13 @@ class WorkdirLock:
 
   def _take_over_if_stale(self, holder: dict) -> None:
     try:
-      age = time.time() - os.path.getmtime(self.path)
+      age = self._age_seconds(holder)
     except FileNotFoundError:
       return  # released meanwhile
     reason = stale_reason(holder, age)
     if reason is None:
       raise WorkdirBusyError(
-          f"{os.path.dirname(self.path)} is in use by another run: process {holder.get('pid')} "
+          f"{self.workdir} is in use by another run: process {holder.get('pid')} "
           f"on host {holder.get('host')}, started {holder.get('started')} (lock file "
           f"{self.path}, refreshed {age:.0f} s ago). Stop that run first, or use another "
           f"--workdir. If that run is dead, the lock counts as stale after "
@@ -129,26 +158,30 @@ class WorkdirLock:
         reason,
     )
     try:
-      os.remove(self.path)
+      paths.remove(self.path)
     except FileNotFoundError:
       pass
 
   def _heartbeat(self) -> None:
     while not self._stop.wait(HEARTBEAT_SECONDS):
       try:
-        os.utime(self.path)
-      except OSError:  # removed by hand, or the disk went away: nothing to keep alive
+        if not self._remote:
+          os.utime(self.path)
+        elif self._ours(_read(self.path)):
+          self._write_record()
+        else:  # removed by hand, or taken over: not ours to keep alive
+          return
+      except Exception:  # the disk or the bucket went away: nothing to keep alive
         return
 
   def release(self) -> None:
     self._stop.set()
     if self._thread is not None:
       self._thread.join(timeout=5)
-    holder = _read(self.path)
-    if holder and holder.get("pid") == os.getpid() and holder.get("host") == self._record["host"]:
+    if self._ours(_read(self.path)):
       try:
-        os.remove(self.path)
-      except OSError as error:  # a read-only disk: the lock goes stale, as after a crash
+        paths.remove(self.path)
+      except Exception as error:  # a read-only disk: the lock goes stale, as after a crash
         logging.warning(
             "Could not remove the lock %s (%s); the next run will find it stale.", self.path, error
         )
@@ -159,3 +192,18 @@ class WorkdirLock:
 
   def __exit__(self, *exc) -> None:
     self.release()
+
+
+def _unusable_message(workdir: str, error: Exception) -> str:
+  if paths.is_remote(workdir):
+    return (
+        f"--workdir={workdir} cannot be used: {type(error).__name__}: {error}. Check that the "
+        f"bucket exists and that this machine may write to it (`gcloud storage ls "
+        f"{'/'.join(workdir.split('/')[:3])}`), or choose another --workdir."
+    )
+  if isinstance(error, OSError):
+    return (
+        f"--workdir={workdir} cannot be used: {error.strerror or error} "
+        f"({error.filename or workdir}). Choose a writable directory."
+    )
+  return f"--workdir={workdir} cannot be used: {error}. Choose a writable directory."
