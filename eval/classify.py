@@ -38,7 +38,7 @@ import jax  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from eval import classification, table_figure  # noqa: E402
-from runtime import figures, lost_host, process  # noqa: E402
+from runtime import figures, lost_host, paths, process  # noqa: E402
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -104,9 +104,7 @@ def main(argv):
     )
     print(results["table_markdown"])
     if FLAGS.output:
-      os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
-      with open(FLAGS.output, "w") as f:
-        json.dump(results, f)
+      paths.write_text(FLAGS.output, json.dumps(results))
       logging.info("Wrote %s", FLAGS.output)
       picture = figures.draw_or_warn(
           "the Table-3 heat-map",

@@ -50,8 +50,11 @@ def read_text(path: str | os.PathLike) -> str:
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
-  """One whole write: an object in a bucket is replaced at once, never seen half written."""
-  epath.Path(absolute(path)).write_text(text)
+  """One whole write (an object in a bucket is replaced at once, never seen half written),
+  into a directory made if missing."""
+  path = epath.Path(absolute(path))
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text(text)
 
 
 def remove(path: str | os.PathLike) -> None:

@@ -7,12 +7,16 @@ import tempfile
 import threading
 import time
 
+from absl import flags
 import jax
 import numpy as np
+from PIL import Image
 import pytest
 
+from eval import classify
 from runtime import paths
 from tests.gcs_emulator import gcs_bucket  # noqa: F401  (the fixture)
+from tests.local_cluster import REPO_ROOT
 from tests.png_checks import assert_picture
 from tests.test_train_loop import final_params, tiny_config
 from train import checkpoint, curves, reporting, train_and_evaluate, workdir_lock
@@ -61,6 +65,31 @@ def test_sigterm_and_resume_in_a_bucket_equal_an_uninterrupted_local_run(
     paths.download(f"{workdir}/curves.png", os.path.join(local, "curves.png"))
     assert_picture(os.path.join(local, "curves.png"), curves.WIDTH_PX, curves.HEIGHT_PX)
   assert paths.exists(f"{workdir}/model.json") and paths.exists(f"{workdir}/input.json")
+
+  # eval.classify reads that model from the bucket and writes its table and picture there.
+  flags.FLAGS.unparse_flags()
+  try:
+    flags.FLAGS(
+        [
+            "classify",
+            f"--models={workdir}",
+            f"--config={os.path.join(REPO_ROOT, 'configs', 'digits.py')}",
+            "--crops=1",
+            "--split=test[:40]",
+            "--params=raw",
+            f"--output={gcs_bucket}/tables/table3.json",
+        ]
+    )
+    classify.main(["classify"])
+  finally:
+    flags.FLAGS.unparse_flags()
+  table = json.loads(paths.read_text(f"{gcs_bucket}/tables/table3.json"))
+  assert table["num_images"] == 40 and [m["name"] for m in table["models"]] == [workdir]
+  with tempfile.TemporaryDirectory() as local:
+    paths.download(f"{gcs_bucket}/tables/table3.png", os.path.join(local, "table3.png"))
+    assert_picture(
+        os.path.join(local, "table3.png"), *Image.open(os.path.join(local, "table3.png")).size
+    )
 
 
 def test_a_second_run_on_a_bucket_workdir_is_refused(gcs_bucket):  # noqa: F811
