@@ -21,12 +21,14 @@ import os
 from pathlib import Path
 
 from absl import logging
+from etils import epath
 import ml_collections
 import numpy as np
 import tensorflow as tf
 
 from input_pipeline import sharding, sources
 from input_pipeline.traced import as_written
+from runtime import paths as path_layer
 
 # Formats tf.io.decode_image reads; anything else is not an image to this pipeline.
 MAGIC_NUMBERS = (
@@ -60,7 +62,7 @@ class ImageFolderSource(sources.Source):
   def __init__(
       self, root: str, *, val_fraction: float = 0.2, check: str = "decode", on_corrupt: str = "skip"
   ):
-    self.root = Path(root)
+    self.root = epath.Path(root)  # a local folder or one in a bucket (runtime/paths.py)
     if not self.root.is_dir():
       raise FileNotFoundError(f"config.data.source='folder:{root}': {root} is not a directory")
     split_dirs = (self.root / "train").is_dir()
@@ -131,7 +133,7 @@ class ImageFolderSource(sources.Source):
     labels = tf.constant([label for _, label in local] or [0], tf.int32)
 
     def read(index):
-      return {"image": tf.io.read_file(paths[index]), "label": labels[index]}
+      return {"image": read_file(paths[index]), "label": labels[index]}
 
     def ordered():
       return tf.data.Dataset.range(len(local)).map(
@@ -153,7 +155,7 @@ class ImageFolderSource(sources.Source):
         global_index=sharding.strided_index(process_index, process_count),
     )
 
-  def _list_files(self, directory: Path) -> list[tuple[str, int]]:
+  def _list_files(self, directory: epath.Path) -> list[tuple[str, int]]:
     """(path, label) for every non-hidden file under directory/<class>/, sorted."""
     label_of = {name: label for label, name in enumerate(self.class_names)}
     files = []
@@ -167,7 +169,7 @@ class ImageFolderSource(sources.Source):
             f"class folder {entry} is not among the training classes "
             f"{self.class_names} of {self.root}"
         )
-      for folder, subfolders, names in os.walk(entry):
+      for folder, subfolders, names in path_layer.walk(entry):
         subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
         files.extend(
             (os.path.join(folder, name), label_of[entry.name])
@@ -177,8 +179,25 @@ class ImageFolderSource(sources.Source):
     return files
 
 
-def _holds_files(folder: Path) -> bool:
-  for _, subfolders, names in os.walk(folder):
+def read_file(path: tf.Tensor) -> tf.Tensor:
+  """The bytes of a file named by a string tensor, in a tf.data map. A local file through
+  TensorFlow's reader; a URL through the path layer (TensorFlow's own gs:// client may not
+  be the one runtime/paths.py uses, and cannot reach an emulator or a proxy)."""
+
+  def read_through_the_path_layer(name):
+    return path_layer.read_bytes(name.numpy().decode())
+
+  def remote():
+    data = tf.py_function(read_through_the_path_layer, [path], tf.string)
+    data.set_shape([])
+    return data
+
+  is_remote = tf.strings.regex_full_match(path, "(gs|s3)://.*")
+  return tf.cond(is_remote, remote, lambda: tf.io.read_file(path))
+
+
+def _holds_files(folder: epath.Path) -> bool:
+  for _, subfolders, names in path_layer.walk(folder):
     subfolders[:] = [d for d in subfolders if not d.startswith(".")]
     if any(not name.startswith(".") for name in names):
       return True
@@ -236,9 +255,9 @@ def find_bad_images(paths: list[str], check: str = "decode") -> dict[str, str]:
   bad, looks_fine = {}, []
   for path in paths:
     try:
-      with open(path, "rb") as file:
+      with path_layer.open_file(path, "rb") as file:
         head = file.read(16)
-        size = os.fstat(file.fileno()).st_size
+        size = file.seek(0, os.SEEK_END)
         file.seek(max(0, size - TAIL_BYTES))
         tail = file.read(TAIL_BYTES)
     except OSError as error:
@@ -268,7 +287,7 @@ def _undecodable(paths: list[str]) -> list[str]:
     return []
 
   def decodes(index, path):
-    data = tf.io.read_file(path)
+    data = read_file(path)
     shape = tf.cond(
         tf.io.is_jpeg(data),
         lambda: tf.shape(tf.io.decode_jpeg(data, channels=3, ratio=8)),

@@ -8,6 +8,7 @@ emulator, which TensorFlow's `gs://` client cannot be pointed at).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 import os
 
 from etils import epath
@@ -49,6 +50,10 @@ def read_text(path: str | os.PathLike) -> str:
   return epath.Path(absolute(path)).read_text()
 
 
+def read_bytes(path: str | os.PathLike) -> bytes:
+  return epath.Path(absolute(path)).read_bytes()
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
   """One whole write (an object in a bucket is replaced at once, never seen half written),
   into a directory made if missing."""
@@ -83,6 +88,19 @@ def file_names(path: str | os.PathLike, pattern: str = "*") -> list[str]:
     return sorted(child.name for child in directory.glob(pattern) if not child.is_dir())
   except (FileNotFoundError, NotADirectoryError):
     return []
+
+
+def walk(path: str | os.PathLike) -> Iterator[tuple[str, list[str], list[str]]]:
+  """os.walk for a local path or a URL: (directory, subdirectory names, file names), top
+  down; pruning the subdirectory list in place prunes the walk."""
+  top = str(path)
+  scheme = top[: top.index("://") + 3] if is_remote(top) else ""
+  for directory, subdirectories, names in epath.Path(top).walk():
+    directory = str(directory)
+    # fsspec's listing names objects without the scheme: put it back.
+    if scheme and not directory.startswith(scheme):
+      directory = scheme + directory
+    yield directory, subdirectories, names
 
 
 def subdirectory_names(path: str | os.PathLike) -> list[str]:
