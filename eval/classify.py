@@ -35,17 +35,13 @@ import os  # noqa: E402
 
 from absl import app, flags, logging  # noqa: E402
 import jax  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
 
 from eval import classification, table_figure  # noqa: E402
-from runtime import figures, lost_host, paths, process  # noqa: E402
+from runtime import cli, figures, lost_host, paths, process  # noqa: E402
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file(
-    "config",
-    "configs/digits.py",
-    "Config file; its data section describes the evaluation data.",
-    lock_config=True,
+cli.define_config_flag(
+    "config", "configs/digits.py", "Config file; its data section describes the evaluation data."
 )
 flags.DEFINE_list("models", None, "Training workdirs or exported model directories.")
 flags.DEFINE_string("split", None, "Split to evaluate (default: config.data.eval_split).")
@@ -92,9 +88,7 @@ def main(argv):
         log_every_seconds=FLAGS.log_every_seconds,
     )
   except (ValueError, OSError) as error:
-    lost_host.settle_before_reporting_an_error()
-    logging.error("%s", error)
-    raise SystemExit(f"error: {error}") from None
+    raise cli.report(error) from None
   results["params"] = FLAGS.params
   if jax.process_index() == 0:
     print(
@@ -121,4 +115,4 @@ def picture_path(output: str) -> str:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -28,18 +28,15 @@ launch.reexec_if_program(__name__)  # before the heavy imports below (runtime/la
 
 import sys  # noqa: E402
 
-from absl import app, flags, logging  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+from absl import app, flags  # noqa: E402
 
 from detection import run  # noqa: E402
-from runtime import lost_host, process  # noqa: E402
+from runtime import cli, process  # noqa: E402
 import train  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for region records, classifiers and the report.")
-config_flags.DEFINE_config_file(
-    "config", "configs/rcnn_synthetic.py", "R-CNN config file.", lock_config=True
-)
+cli.define_config_flag("config", "configs/rcnn_synthetic.py", "R-CNN config file.")
 flags.mark_flags_as_required(["workdir"])
 
 
@@ -49,15 +46,10 @@ def main(argv):
   process.start_jax_process(
       FLAGS.config.distributed, FLAGS.config.compilation_cache, FLAGS.config.lost_host_seconds
   )
-  try:
-    summary = run.run(FLAGS.config, FLAGS.workdir)
-  except (ValueError, OSError, train.NonFiniteLossError, train.WorkdirBusyError) as error:
-    lost_host.settle_before_reporting_an_error()
-    logging.exception("Run stopped")  # the traceback, for when the message is not enough
-    raise SystemExit(f"error: {error}") from None
+  summary = run.run(FLAGS.config, FLAGS.workdir)
   if summary.get("stopped_by"):
     sys.exit(train.PREEMPTED_EXIT_CODE)  # saved; rerun to resume (as main.py)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

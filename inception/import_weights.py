@@ -35,7 +35,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 import os
-import sys
 import time
 from typing import Any
 
@@ -44,6 +43,7 @@ import numpy as np
 
 from inception import caffe_format, caffe_weights, slim_weights, torchvision_weights
 from inception.weight_layout import Conversion
+from runtime import cli
 
 SOURCES = ("torchvision", "caffe", "slim")
 # What each import must be fed: config.data.normalization (input_pipeline/photometric.py).
@@ -244,9 +244,9 @@ def main(argv):
         keep_background=flags.FLAGS.keep_background,
     )
   except (ImportError, ValueError) as e:  # a bad file or no torch: the message, no traceback
-    sys.exit(f"import_weights: {e}")
+    raise cli.report(e) from None
 
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

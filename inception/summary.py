@@ -23,6 +23,7 @@ import jax.numpy as jnp
 
 from inception import paper
 from inception.googlenet import GoogLeNet
+from runtime import cli
 
 CHANNEL_COLUMNS = ("#1x1", "#3x3 reduce", "#3x3", "#5x5 reduce", "#5x5", "pool proj")
 _BRANCH_CONVS = ("1x1", "3x3_reduce", "3x3", "5x5_reduce", "5x5", "pool_proj")
@@ -311,4 +312,4 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

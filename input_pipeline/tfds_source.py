@@ -7,6 +7,8 @@ own slice of the split via `tfds.even_splits`, which is what `tfds.split_for_jax
 with the process index passed explicitly so tests can simulate several hosts.
 """
 
+import difflib
+
 import ml_collections
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -26,7 +28,17 @@ class TfdsSource(sources.Source):
   def __init__(self, name: str, data_dir, shuffle_buffer: int):
     self._name = name
     self._shuffle_buffer = shuffle_buffer
-    self._builder = tfds.builder(name, data_dir=data_dir)
+    try:
+      self._builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+      # TFDS's own message lists every dataset it knows, some hundreds of lines.
+      closest = difflib.get_close_matches(name.split(":")[0], tfds.list_builders(), n=3)
+      hint = f" Closest names: {', '.join(closest)}." if closest else ""
+      raise ValueError(
+          f"config.data.source='tfds:{name}': TFDS has no dataset {name.split(':')[0]!r}.{hint} "
+          '`python -c "import tensorflow_datasets as tfds; print(tfds.list_builders())"` '
+          "lists them all."
+      ) from None
     self._prepared = False
     features = self._builder.info.features
     if not (

@@ -170,6 +170,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   SIGTERM/SIGINT at any point, compilation included, end the run with a checkpoint.
   """
   check_config(config)
+  # The data's mistakes (a missing dataset, a class count that does not match) stop the run
+  # before its workdir, lock or checkpoint directory is made: a failed start leaves nothing.
+  num_train = _checked_training_examples(config)
   with (
       _StopRequest() as stop,
       _hold_workdir(workdir) as lock,
@@ -180,7 +183,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   ):
     if lock is not None:
       stop.on_second_signal.append(lock.release)
-    return _train_and_evaluate(config, workdir, stop, manager)
+    return _train_and_evaluate(config, workdir, stop, manager, num_train)
+
+
+def _checked_training_examples(config: ml_collections.ConfigDict) -> int:
+  """The training split's size, once the dataset is found and its classes match the model."""
+  num_train = input_pipeline.num_examples(config.data, config.data.train_split)
+  data_classes = input_pipeline.num_classes(config.data)
+  if data_classes != config.model.num_classes:
+    raise ValueError(
+        f"config.model.num_classes={config.model.num_classes} but the dataset "
+        f"{config.data.source!r} has {data_classes} classes; set "
+        f"--config.model.num_classes={data_classes}."
+    )
+  return num_train
 
 
 def _lost_host_farewell(lock: WorkdirLock | None, workdir: str) -> str:
@@ -264,6 +280,7 @@ def _train_and_evaluate(
     workdir: str,
     stop: _StopRequest,
     manager: ocp.CheckpointManager,
+    num_train: int,
 ) -> dict[str, Any]:
   start_time = time.time()
   workdir = paths.absolute(workdir)
@@ -274,14 +291,6 @@ def _train_and_evaluate(
   input_pipeline.per_host_batch_size(
       config.eval_batch_size, jax.process_count(), jax.device_count()
   )
-  num_train = input_pipeline.num_examples(config.data, config.data.train_split)
-  data_classes = input_pipeline.num_classes(config.data)
-  if data_classes != config.model.num_classes:
-    raise ValueError(
-        f"config.model.num_classes={config.model.num_classes} but the dataset "
-        f"{config.data.source!r} has {data_classes} classes; set "
-        f"--config.model.num_classes={data_classes}."
-    )
   total_steps = schedule.total_train_steps(config, num_train)
   per_epoch = schedule.steps_per_epoch(num_train, config.batch_size)
 

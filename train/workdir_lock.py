@@ -27,7 +27,7 @@ import uuid
 
 from absl import logging
 
-from runtime import paths
+from runtime import cli, paths
 
 LOCK_FILE = "run.lock"
 HEARTBEAT_SECONDS = 30.0
@@ -36,7 +36,7 @@ STALE_AFTER_SECONDS = 180.0
 SETTLE_SECONDS = 1.0
 
 
-class WorkdirBusyError(RuntimeError):
+class WorkdirBusyError(cli.UserError, RuntimeError):
   """Another live run holds the workdir."""
 
 
