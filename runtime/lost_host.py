@@ -72,7 +72,9 @@ class PeerWatch:
   def __init__(self, client, process_index: int, process_count: int, timeout_seconds: float):
     self._client, self._me, self._count = client, process_index, process_count
     self._timeout = timeout_seconds
-    self._interval = max(0.5, min(5.0, timeout_seconds / 6))
+    # Six beats per timeout: a peer is judged lost only after several missed beats, never
+    # for one late read (and at most one round of requests per 0.1 s on tiny timeouts).
+    self._interval = max(0.1, min(5.0, timeout_seconds / 6))
     now = time.monotonic()
     self._service_answered = now
     self._peer_changed = {p: now for p in range(process_count) if p != process_index}
@@ -145,7 +147,7 @@ class PeerWatch:
 
   def _judge(self) -> None:
     while not self._stopped.is_set():
-      if verdict := self.lost():
+      if (verdict := self.lost()) and not self._stopped.is_set():
         exit_lost(*verdict, process_count=self._count)
         return
       time.sleep(self._interval / 2)

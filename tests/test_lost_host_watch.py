@@ -139,9 +139,9 @@ def test_no_verdict_once_the_process_is_exiting(exits, test_over):
   0's service closing first, must not turn a finished run into status 1."""
   store = MemoryStore()
   peer = Peer(store, test_over)
-  watch = lost_host.PeerWatch(store, 0, 2, timeout_seconds=0.5).start()
+  watch = lost_host.PeerWatch(store, 0, 2, timeout_seconds=1.0).start()
   watch.hear_everyone_again()
   watch.stop()
   peer.alive, store.answering = False, False
-  time.sleep(2.0)  # four timeouts
+  time.sleep(3.0)  # three timeouts
   assert exits == [] and watch.lost() is not None  # silent, but nobody is told
