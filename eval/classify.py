@@ -74,21 +74,18 @@ def main(argv):
       config.get("compilation_cache", "off"),
       config.get("lost_host_seconds", lost_host.DEFAULT_SECONDS),
   )
-  try:
-    models = classification.load_models(FLAGS.models, use_ema=FLAGS.params == "ema")
-    results = classification.evaluate(
-        models,
-        config.data,
-        split=FLAGS.split,
-        crops=FLAGS.crops,
-        batch_size=FLAGS.batch_size,
-        eval_batch_size=config.get("eval_batch_size", 120),
-        views_per_step=FLAGS.views_per_step,
-        combine=FLAGS.combine,
-        log_every_seconds=FLAGS.log_every_seconds,
-    )
-  except (ValueError, OSError) as error:
-    raise cli.report(error) from None
+  models = classification.load_models(FLAGS.models, use_ema=FLAGS.params == "ema")
+  results = classification.evaluate(
+      models,
+      config.data,
+      split=FLAGS.split,
+      crops=FLAGS.crops,
+      batch_size=FLAGS.batch_size,
+      eval_batch_size=config.get("eval_batch_size", 120),
+      views_per_step=FLAGS.views_per_step,
+      combine=FLAGS.combine,
+      log_every_seconds=FLAGS.log_every_seconds,
+  )
   results["params"] = FLAGS.params
   if jax.process_index() == 0:
     print(

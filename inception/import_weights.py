@@ -233,18 +233,16 @@ def import_torchvision(src: str, out: str, **options: Any) -> dict[str, Any]:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  try:
-    import_weights(
-        flags.FLAGS["from"].value,
-        flags.FLAGS.src,
-        flags.FLAGS.out,
-        num_classes=flags.FLAGS.num_classes,
-        aux_heads=flags.FLAGS.aux_heads,
-        seed=flags.FLAGS.seed,
-        keep_background=flags.FLAGS.keep_background,
-    )
-  except (ImportError, ValueError) as e:  # a bad file or no torch: the message, no traceback
-    raise cli.report(e) from None
+  # A bad file or no torch: cli.run makes it one error line, without a traceback.
+  import_weights(
+      flags.FLAGS["from"].value,
+      flags.FLAGS.src,
+      flags.FLAGS.out,
+      num_classes=flags.FLAGS.num_classes,
+      aux_heads=flags.FLAGS.aux_heads,
+      seed=flags.FLAGS.seed,
+      keep_background=flags.FLAGS.keep_background,
+  )
 
 
 if __name__ == "__main__":

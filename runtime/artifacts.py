@@ -53,9 +53,8 @@ def write_replicated_arrays_once() -> None:
 
 def write_model_config(directory: str, model_config: Mapping[str, Any]) -> None:
   """`<directory>/model.json`: the model section that rebuilds a matching model."""
-  paths.makedirs(directory)
-  with paths.open_file(paths.join(directory, MODEL_CONFIG_FILE), "w") as f:
-    json.dump(dict(model_config), f, indent=2, sort_keys=True)
+  text = json.dumps(dict(model_config), indent=2, sort_keys=True)
+  paths.write_text(paths.join(directory, MODEL_CONFIG_FILE), text)
 
 
 def read_model_config(directory: str) -> dict[str, Any] | None:
@@ -69,9 +68,8 @@ def read_model_config(directory: str) -> dict[str, Any] | None:
 
 def write_input_convention(directory: str, normalization: str, **details: Any) -> None:
   """`<directory>/input.json`: the config.data.normalization the weights were trained with."""
-  paths.makedirs(directory)
-  with paths.open_file(paths.join(directory, INPUT_CONVENTION_FILE), "w") as f:
-    json.dump({"normalization": normalization, **details}, f, indent=2, sort_keys=True)
+  text = json.dumps({"normalization": normalization, **details}, indent=2, sort_keys=True)
+  paths.write_text(paths.join(directory, INPUT_CONVENTION_FILE), text)
 
 
 def read_input_convention(directory: str) -> dict[str, Any] | None:

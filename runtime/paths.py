@@ -81,6 +81,14 @@ def download(path: str | os.PathLike, local_path: str) -> None:
   epath.Path(absolute(path)).copy(epath.Path(local_path), overwrite=True)
 
 
+def download_files(path: str | os.PathLike, pattern: str, local_dir: str) -> list[str]:
+  """Copies the files directly under `path` matching `pattern` into `local_dir`; their names."""
+  names = file_names(path, pattern)
+  for name in names:
+    download(join(path, name), os.path.join(local_dir, name))
+  return names
+
+
 def file_names(path: str | os.PathLike, pattern: str = "*") -> list[str]:
   """Names of the files directly under `path` matching `pattern` ([] when it is absent)."""
   directory = epath.Path(absolute(path))

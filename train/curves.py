@@ -28,6 +28,8 @@ from runtime import figures, paths
 
 WIDTH_PX, HEIGHT_PX = 1000, 750
 FILE_NAME = "curves.png"
+# TensorFlow's summary writer's file names (train/reporting.py writes them).
+EVENT_FILES = "events.out.tfevents.*"
 _MARK_POINTS_UP_TO = 30
 
 # (title, y label, scale, [(tag, legend label, line style, marker)]): the tags the loop writes.
@@ -103,15 +105,14 @@ def read_scalars(event_dir: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
   """
   if paths.is_remote(event_dir):
     with tempfile.TemporaryDirectory(prefix="events_") as local:
-      for name in paths.file_names(event_dir, "events.out.tfevents.*"):
-        paths.download(paths.join(event_dir, name), os.path.join(local, name))
+      paths.download_files(event_dir, EVENT_FILES, local)
       return read_scalars(local)
   import tensorflow as tf  # only the reader needs TF
   from tensorflow.core.util import event_pb2
 
   latest: dict[tuple[str, int], tuple[float, int, float]] = {}
   order = 0
-  for path in sorted(glob.glob(os.path.join(event_dir, "events.out.tfevents.*"))):
+  for path in sorted(glob.glob(os.path.join(event_dir, EVENT_FILES))):
     try:
       for record in tf.data.TFRecordDataset(path):
         event = event_pb2.Event.FromString(record.numpy())

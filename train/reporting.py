@@ -11,6 +11,7 @@ import jax
 
 from runtime import paths
 from runtime.progress import format_eta
+from train import curves
 
 
 class MetricWriter:
@@ -33,11 +34,8 @@ class MetricWriter:
       event_dir = paths.join(workdir, "tensorboard")
       if paths.is_remote(event_dir):
         self._bucket_dir, self._mirror = event_dir, tempfile.TemporaryDirectory(prefix="events_")
-        self._uploaded = {}
-        for name in paths.file_names(event_dir, "events.out.tfevents.*"):
-          local = os.path.join(self._mirror.name, name)
-          paths.download(paths.join(event_dir, name), local)
-          self._uploaded[name] = os.path.getsize(local)
+        names = paths.download_files(event_dir, curves.EVENT_FILES, self._mirror.name)
+        self._uploaded = {n: os.path.getsize(os.path.join(self._mirror.name, n)) for n in names}
         event_dir = self._mirror.name
       self._writer = tf.summary.create_file_writer(event_dir)
 
